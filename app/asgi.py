@@ -1,0 +1,107 @@
+"""create_app(settings): the only place that wires the application together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from litestar import Litestar, Router, get
+from litestar.config.csrf import CSRFConfig
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from app.core import db, health, jobs, live_socket
+from app.core.auth import passwords
+from app.core.auth.middleware import SessionAuthMiddleware
+from app.core.live import hub, set_template_engine
+from app.core.web import EXCEPTION_HANDLERS
+from app.settings import ROOT, Settings, get_settings, use_settings
+
+log = logging.getLogger(__name__)
+
+
+@get("/", include_in_schema=False)
+async def root() -> Redirect:
+    return Redirect(path="/portal")
+
+
+def _template_engine(engine: JinjaTemplateEngine) -> None:
+    from app.staff.navigation import staff_nav
+
+    engine.engine.globals["staff_nav"] = staff_nav
+    set_template_engine(engine.engine)
+
+
+def create_app(settings: Settings | None = None, *, start_queue: bool = True) -> Litestar:
+    settings = settings or get_settings()
+    use_settings(settings)
+    sec = settings.security
+    passwords.configure(sec.argon2_memory_kib, sec.argon2_time_cost, sec.argon2_parallelism)
+    if not db.current_url():
+        db.configure(db.resolve_database_url(settings.database_url, settings.var_dir))
+    SessionAuthMiddleware.idle = __import__("datetime").timedelta(minutes=sec.session_idle_minutes)
+
+    import app.clients.live  # noqa: F401  (registers live renderers)
+    from app.clients.controllers import StaffClients, portal_router
+    from app.partners.controllers import StaffPartners
+    from app.partners.routes import partner_router
+    from app.staff.controllers import build_staff_router
+
+    staff_router = build_staff_router([StaffClients, StaffPartners])
+
+    async def startup() -> None:
+        await db.start_pool()
+        await hub.start()
+        if start_queue:
+            try:
+                jobs.load_job_modules()
+                await jobs.connect(db.current_url())
+            except Exception:
+                log.exception("job queue unavailable; outbox sweeps will deliver later")
+
+    async def shutdown() -> None:
+        await hub.stop()
+        await jobs.disconnect()
+        await db.close_pool()
+
+    return Litestar(
+        route_handlers=[
+            root,
+            health.healthz,
+            health.readyz,
+            live_socket.live,
+            staff_router,
+            portal_router,
+            partner_router,
+            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),
+        ],
+        on_startup=[startup],
+        on_shutdown=[shutdown],
+        middleware=[DefineMiddleware(SessionAuthMiddleware, exclude=["^/static", "^/healthz", "^/schema"])],
+        csrf_config=CSRFConfig(
+            secret=sec.secret_key,
+            cookie_name="fxcsrf",
+            cookie_secure=sec.cookie_secure,
+            header_name="x-csrftoken",
+            exclude=["^/api/"],
+        ),
+        template_config=TemplateConfig(
+            directory=Path(ROOT / "templates"), engine=JinjaTemplateEngine, engine_callback=_template_engine
+        ),
+        plugins=[HTMXPlugin()],
+        request_class=HTMXRequest,
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=OpenAPIConfig(title="FX CRM API", version="1"),
+        request_max_body_size=sec.max_form_bytes,
+        debug=False,
+    )
+
+
+def app_factory() -> Litestar:
+    """For `uvicorn --factory app.asgi:app_factory`."""
+    return create_app()

