@@ -54,8 +54,11 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
 
     staff_router = build_staff_router([StaffClients, StaffPartners])
 
+    owns_pool = False
+
     async def startup() -> None:
-        await db.start_pool()
+        nonlocal owns_pool
+        owns_pool = await db.start_pool()
         await hub.start()
         if start_queue:
             try:
@@ -67,7 +70,8 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     async def shutdown() -> None:
         await hub.stop()
         await jobs.disconnect()
-        await db.close_pool()
+        if owns_pool:
+            await db.close_pool()
 
     return Litestar(
         route_handlers=[

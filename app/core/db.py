@@ -59,12 +59,17 @@ def current_url() -> str:
     return str(DB.config.get("dsn", ""))
 
 
-async def start_pool(min_size: int = 2, max_size: int = 20) -> None:
+async def start_pool(min_size: int = 2, max_size: int = 20) -> bool:
+    """Start the shared pool; False if one was already running (its owner closes it)."""
+    if DB.pool is not None:
+        return False
     await DB.start_connection_pool(min_size=min_size, max_size=max_size)
+    return True
 
 
 async def close_pool() -> None:
-    await DB.close_connection_pool()
+    if DB.pool is not None:
+        await DB.close_connection_pool()
 
 
 @asynccontextmanager
