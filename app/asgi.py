@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from litestar import Litestar, Router, get
+from litestar import Litestar, get
 from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware.base import DefineMiddleware
@@ -44,7 +44,6 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     passwords.configure(sec.argon2_memory_kib, sec.argon2_time_cost, sec.argon2_parallelism)
     if not db.current_url():
         db.configure(db.resolve_database_url(settings.database_url, settings.var_dir))
-    SessionAuthMiddleware.idle = __import__("datetime").timedelta(minutes=sec.session_idle_minutes)
 
     import app.clients.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import StaffClients, portal_router

@@ -12,8 +12,8 @@ from app.core.db import transaction
 from app.partners.tables import Partner
 from app.staff.tables import StaffUser
 
-STAFF_PASSWORD = "demo-staff-pass-2026"
-CLIENT_PASSWORD = "demo-client-pass-2026"
+STAFF_PASSWORD = "demo-staff-pass-2026"  # noqa: S105 (printed demo login)
+CLIENT_PASSWORD = "demo-client-pass-2026"  # noqa: S105 (printed demo login)
 
 STAFF = [
     ("admin@demo.fxcrm.test", "Alice Admin", ["admin"]),
@@ -78,7 +78,7 @@ async def load_demo() -> dict[str, int]:
 def print_logins() -> None:
     print("\nDemo logins")
     print(f"  Staff console  /staff/login   password {STAFF_PASSWORD}  (2FA enrolment with a QR code at first sign-in)")
-    for email, name, roles in STAFF:
+    for email, _name, roles in STAFF:
         print(f"    {email:32} {', '.join(roles)}")
     print(f"  Client portal  /portal/login  password {CLIENT_PASSWORD}")
     for email, *_rest, stage in CLIENTS:

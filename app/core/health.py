@@ -11,13 +11,13 @@ from app.core.migrate import pending_migrations
 HEARTBEAT_MAX_AGE = 60
 
 
-@get("/healthz", include_in_schema=False, cache=False)
+@get("/healthz", cache=False, tags=["operations"])
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@get("/readyz", include_in_schema=False, cache=False)
+@get("/readyz", cache=False, tags=["operations"])
 async def readyz() -> Response[dict[str, Any]]:
     """Ready for traffic: database reachable, migrations applied, a worker heartbeat seen recently."""
     checks: dict[str, Any] = {}

@@ -126,6 +126,10 @@ def on_forbidden(request: Request, exc: PermissionDeniedException) -> Response:
     return _error_page(request, 403, "Not allowed", detail or "You do not have access to this page.")
 
 
+def on_permission_error(request: Request, exc: PermissionError) -> Response:
+    return _error_page(request, 403, "Not allowed", str(exc) or "You do not have access to this.")
+
+
 def on_not_found(request: Request, exc: NotFoundException) -> Response:
     return _error_page(request, 404, "Not found", "There is nothing here, or you do not have access to it.")
 
@@ -152,6 +156,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     LoginRequired: on_login_required,
     SecondFactorRequired: on_second_factor,
     PermissionDeniedException: on_forbidden,
+    PermissionError: on_permission_error,
     NotFoundException: on_not_found,
     HTTPException: on_http_error,
     Exception: on_server_error,

@@ -7,6 +7,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 
 from app.core.auth import sessions
 from app.core.auth.principal import Principal
+from app.settings import get_settings
 
 
 def principal_from_row(row: dict) -> Principal | None:
@@ -41,13 +42,11 @@ def principal_from_row(row: dict) -> Principal | None:
 class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
     """Attach the session's Principal (or None) to every HTTP request and WebSocket."""
 
-    idle = timedelta(minutes=30)
-
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         key = connection.cookies.get(sessions.COOKIE)
         principal = None
         if key:
-            row = await sessions.lookup(key, self.idle)
+            row = await sessions.lookup(key, timedelta(minutes=get_settings().security.session_idle_minutes))
             if row is not None:
                 principal = principal_from_row(row)
         return AuthenticationResult(user=principal, auth=key if principal else None)
