@@ -19,7 +19,7 @@ from app.core import db, health, jobs, live_socket
 from app.core.auth import passwords
 from app.core.auth.middleware import SessionAuthMiddleware
 from app.core.live import hub, set_template_engine
-from app.core.web import EXCEPTION_HANDLERS
+from app.core.web import EXCEPTION_HANDLERS, security_headers
 from app.settings import ROOT, Settings, get_settings, use_settings
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
         template_config=TemplateConfig(
             directory=Path(ROOT / "templates"), engine=JinjaTemplateEngine, engine_callback=_template_engine
         ),
+        after_request=security_headers,
         plugins=[HTMXPlugin()],
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from urllib.parse import unquote, urlparse
 
 import aiosmtplib
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, TemplateNotFound, select_autoescape
 
 from app.core import jobs
 from app.core.tables import OutboundEmail
@@ -38,7 +38,7 @@ def render(template: str, context: dict) -> tuple[str, str, str]:
     subject = first.removeprefix("Subject:").strip()
     try:
         html = _env.get_template(f"{template}.html").render(**context)
-    except Exception:  # no html variant
+    except TemplateNotFound:  # plain-text only message
         html = ""
     return subject, body.lstrip("\n"), html
 
