@@ -7,9 +7,14 @@ from app.core.auth.principal import Principal
 from app.core.live import Event, render_template, renderer
 
 
+def _for_viewer(viewer: Principal, event: Event) -> bool:
+    """Only the client the event is about: a stray event must render nothing, not another's data."""
+    return viewer.is_client and event.topic == f"client:{viewer.id}"
+
+
 @renderer("message.created")
 async def new_message(viewer: Principal, event: Event) -> str | None:
-    if not viewer.is_client:
+    if not _for_viewer(viewer, event):
         return None
     count = await services.unread_count(viewer.id)
     html = render_template("portal/_unread_oob.html", count=count)
@@ -19,13 +24,13 @@ async def new_message(viewer: Principal, event: Event) -> str | None:
 
 @renderer("message.read")
 async def message_read(viewer: Principal, event: Event) -> str | None:
-    if not viewer.is_client:
+    if not _for_viewer(viewer, event):
         return None
     return render_template("portal/_unread_oob.html", count=await services.unread_count(viewer.id))
 
 
 @renderer("client.verified")
 async def verified(viewer: Principal, event: Event) -> str | None:
-    if not viewer.is_client:
+    if not _for_viewer(viewer, event):
         return None
     return '<div id="verify-banner" hx-swap-oob="true"></div>'

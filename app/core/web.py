@@ -71,7 +71,8 @@ def redirect(request: Request, url: str) -> Response:
 
 def safe_next(value: str | None, default: str) -> str:
     """Only local paths: an open redirect would turn our login page into a phishing tool."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    # Browsers drop tabs and newlines from URLs, so "/\t/evil.example" would become "//evil.example".
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value and value.isprintable():
         return value
     return default
 

@@ -9,7 +9,7 @@ from app.clients import services
 from app.core.auth import service as auth_service
 from app.core.auth.controllers import AuthPages, SecondFactorPages, set_session_cookie
 from app.core.errors import FormErrors
-from app.core.web import actor_of, client_ip, form_data, principal, redirect, render
+from app.core.web import actor_of, client_ip, form_data, is_fragment_request, principal, redirect, render
 
 
 class PortalAuth(AuthPages):
@@ -37,9 +37,12 @@ class PortalAuth(AuthPages):
         except FormErrors as exc:
             values = {k: v for k, v in data.items() if k != "password"}
             return Template("portal/register.html", context={"values": values, "errors": exc.errors}, status_code=422)
-        outcome = await auth_service.login(
-            "portal", form.email, form.password, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
-        )
+        try:
+            outcome = await auth_service.login(
+                "portal", form.email, form.password, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
+            )
+        except auth_service.AuthError:  # the account exists; e.g. this address is throttled: sign in later
+            return redirect(request, "/portal/login")
         return set_session_cookie(redirect(request, "/portal?welcome=1"), outcome.session_key)
 
     @get("/verify/{token:str}")
@@ -64,15 +67,17 @@ class PortalPages(Controller):
     path = "/"
 
     @get("/")
-    async def dashboard(self, request: Request, welcome: int = 0) -> Template:
+    async def dashboard(self, request: Request, welcome: int = 0, resent: int = 0) -> Template:
         p = principal(request)
         client = await services.get_client_for(p, p.id)
-        return Template("portal/dashboard.html", context={"client": client, "welcome": welcome, "unread": await services.unread_count(p.id)})
+        return Template("portal/dashboard.html", context={"client": client, "welcome": welcome, "resent": resent, "unread": await services.unread_count(p.id)})
 
     @post("/verify/resend")
     async def resend(self, request: Request) -> Response:
         await services.resend_verification(principal(request), actor_of(request))
-        return render(request, "portal/dashboard.html", {"resent": True}, partial="portal/_resent.html")
+        if is_fragment_request(request):
+            return Template("portal/_resent.html")
+        return redirect(request, "/portal?resent=1")  # without JavaScript: back to the dashboard
 
     @get("/messages")
     async def messages(self, request: Request) -> Template:

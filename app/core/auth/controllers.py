@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from litestar import Controller, Request, Response, get, post
 from litestar.response import Template
@@ -64,7 +65,7 @@ class AuthPages(Controller):
             target = "/staff/2fa/setup"
         elif outcome.needs_second_factor:
             second = "/staff/2fa" if outcome.user_kind == "staff" else "/portal/2fa"
-            target = f"{second}?next={target}"
+            target = f"{second}?next={quote(target, safe='/')}"
         return set_session_cookie(redirect(request, target), outcome.session_key)
 
     @post("/logout")

@@ -1,0 +1,610 @@
+"""Who gets in where: every route of the app, every persona, against a policy written down here.
+
+The table below is an independent statement of the authorisation policy (issue 2, "Authorisation"),
+deliberately not derived from `app.staff.navigation.SECTIONS`: if the code and this table disagree,
+one of them is wrong and a person has to decide which. A route the table does not mention fails
+the suite, so every new route needs a policy line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+import pytest
+from litestar.routes import HTTPRoute
+
+from app.clients import services as client_services
+from app.core.auth.principal import Principal
+from app.core.tables import AuditEvent, OutboundEmail
+from app.staff.tables import StaffUser
+from tests.conftest import CSRF_RE, post_form
+from tests.personas import PASSWORD, Persona, make_client, make_staff, sign_in, totp_now
+
+STAFF = ("admin", "compliance", "finance", "sales", "dealing")
+CLIENTS = ("client_a", "ib", "sub_ib")
+PERSONAS = (*STAFF, *CLIENTS, "outsider")
+
+# Admin is written out in every staff line: the table states the policy, it does not lean on a rule.
+EVERY_DESK = ("admin", "compliance", "finance", "sales", "dealing")
+ADMIN = ("admin",)
+
+
+# --- what a persona should get ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    status: int
+    location: str | None = None  # exact Location header, when a redirect
+    text: str | None = None  # a phrase the page must contain
+
+    def __str__(self) -> str:
+        return (
+            f"{self.status}"
+            + (f" -> {self.location}" if self.location else "")
+            + (f" ({self.text!r})" if self.text else "")
+        )
+
+
+OK = Expect(200)
+
+
+def to_login(login: str, path: str) -> Expect:
+    return Expect(303, f"{login}?next={quote(path, safe='')}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """How one route treats each kind of visitor. `allowed` personas get `ok` (or an override)."""
+
+    kind: str  # public | staff | portal | partner
+    allowed: tuple[str, ...] = ()
+    ok: Expect = OK
+    overrides: tuple[tuple[str, Expect], ...] = ()
+
+    def expect(self, persona: str, path: str) -> Expect:
+        special = dict(self.overrides)
+        if persona in special:
+            return special[persona]
+        if self.kind == "public":
+            return self.ok
+        if self.kind == "staff":
+            if persona == "outsider":
+                return to_login("/staff/login", path)
+            if persona in CLIENTS:
+                return Expect(403, text="broker staff only")
+            return self.ok if persona in self.allowed else Expect(403, text="role does not allow")
+        if self.kind == "portal":
+            if persona == "outsider":
+                return to_login("/portal/login", path)
+            if persona in STAFF:
+                return Expect(403, text="staff use the staff console")
+            return self.ok
+        if self.kind == "partner":
+            if persona == "outsider":
+                return to_login("/ib/login", path)
+            if persona in STAFF:
+                return Expect(403, text="for introducing brokers")
+            if persona in ("ib", "sub_ib"):
+                return self.ok
+            return Expect(403, text="no partner (IB) status")
+        raise AssertionError(self.kind)
+
+    def refuses(self, persona: str) -> bool:
+        if self.kind == "public":
+            return False
+        if persona == "outsider":
+            return True
+        if self.kind == "staff":
+            return persona not in self.allowed
+        if self.kind == "portal":
+            return persona in STAFF
+        return persona not in ("ib", "sub_ib")
+
+
+def public(status: int = 200, **kw) -> Rule:
+    return Rule("public", ok=Expect(status, **kw))
+
+
+def staff(*roles: str, ok: Expect = OK, **overrides: Expect) -> Rule:
+    return Rule("staff", roles, ok, tuple(overrides.items()))
+
+
+def portal(ok: Expect = OK, **overrides: Expect) -> Rule:
+    return Rule("portal", CLIENTS, ok, tuple(overrides.items()))
+
+
+def partner(ok: Expect = OK) -> Rule:
+    return Rule("partner", ("ib", "sub_ib"), ok)
+
+
+BAD_TOKEN = "no-such-token-0123456789"  # noqa: S105
+
+# --- the policy ---------------------------------------------------------------------------------
+
+POLICY: dict[tuple[str, str], Rule] = {
+    # Outside every portal.
+    ("GET", "/"): public(302, location="/portal"),
+    ("GET", "/healthz"): public(200),
+    ("GET", "/readyz"): public(503, text="no worker heartbeat"),  # no worker runs in this test
+    # Staff sign-in: open to everyone.
+    ("GET", "/staff/login"): public(),
+    ("POST", "/staff/login"): public(),
+    ("POST", "/staff/logout"): public(),
+    ("GET", "/staff/forgot"): public(),
+    ("POST", "/staff/forgot"): public(),
+    ("GET", "/staff/reset/{token:str}"): public(text="expired"),
+    ("POST", "/staff/reset/{token:str}"): public(),
+    # The second-factor step: any staff member, before the code is given.
+    ("GET", "/staff/2fa"): staff(*EVERY_DESK),
+    ("POST", "/staff/2fa"): staff(*EVERY_DESK),
+    ("GET", "/staff/2fa/setup"): staff(*EVERY_DESK, ok=Expect(303, "/staff")),  # already enrolled
+    ("POST", "/staff/2fa/setup"): staff(*EVERY_DESK),
+    # Console sections.
+    ("GET", "/staff"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/messages"): staff(*EVERY_DESK),
+    ("GET", "/staff/kyc"): staff("admin", "compliance"),
+    ("GET", "/staff/accounts"): staff("admin", "finance", "dealing"),
+    ("GET", "/staff/funding"): staff("admin", "finance"),
+    ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
+    ("GET", "/staff/marketing"): staff("admin", "sales"),
+    ("GET", "/staff/reports"): staff("admin", "compliance", "finance"),
+    ("GET", "/staff/audit"): staff("admin", "compliance"),
+    # Settings: administrators only.
+    ("GET", "/staff/settings"): staff(*ADMIN),
+    ("GET", "/staff/settings/jobs"): staff(*ADMIN),
+    ("GET", "/staff/settings/outbox"): staff(*ADMIN),
+    ("GET", "/staff/settings/outbox/{email_id:int}"): staff(*ADMIN),
+    ("GET", "/staff/settings/staff"): staff(*ADMIN),
+    ("GET", "/staff/settings/staff/new"): staff(*ADMIN),
+    ("POST", "/staff/settings/staff/new"): staff(*ADMIN),
+    ("GET", "/staff/settings/staff/{staff_id:int}"): staff(*ADMIN),
+    ("POST", "/staff/settings/staff/{staff_id:int}"): staff(*ADMIN),
+    ("POST", "/staff/settings/staff/{staff_id:int}/active"): staff(*ADMIN),
+    ("POST", "/staff/settings/staff/{staff_id:int}/reset-2fa"): staff(*ADMIN),
+    # Client portal: sign-in, registration, verification are open.
+    ("GET", "/portal/login"): public(),
+    ("POST", "/portal/login"): public(),
+    ("POST", "/portal/logout"): public(),
+    ("GET", "/portal/register"): public(),
+    ("POST", "/portal/register"): public(),
+    ("GET", "/portal/forgot"): public(),
+    ("POST", "/portal/forgot"): public(),
+    ("GET", "/portal/reset/{token:str}"): public(text="expired"),
+    ("POST", "/portal/reset/{token:str}"): public(),
+    ("GET", "/portal/verify/{token:str}"): public(400),
+    # Client portal pages: clients (IBs are clients too).
+    ("GET", "/portal/2fa"): portal(),
+    ("POST", "/portal/2fa"): portal(),
+    ("GET", "/portal/2fa/setup"): portal(),
+    ("POST", "/portal/2fa/setup"): portal(),
+    ("GET", "/portal"): portal(),
+    ("GET", "/portal/messages"): portal(),
+    ("GET", "/portal/messages/{message_id:int}"): portal(),
+    ("GET", "/portal/settings"): portal(),
+    ("POST", "/portal/settings/password"): portal(),
+    ("POST", "/portal/settings/2fa/disable"): portal(),
+    ("POST", "/portal/verify/resend"): portal(),
+    # Partner portal.
+    ("GET", "/ib/login"): public(),
+    ("POST", "/ib/login"): public(),
+    ("POST", "/ib/logout"): public(),
+    ("GET", "/ib/forgot"): public(),
+    ("POST", "/ib/forgot"): public(),
+    ("GET", "/ib/reset/{token:str}"): public(text="expired"),
+    ("POST", "/ib/reset/{token:str}"): public(),
+    ("GET", "/ib"): partner(),
+    ("GET", "/ib/network"): partner(),
+}
+
+IGNORED_METHODS = {"OPTIONS", "HEAD"}
+
+
+def app_routes(app) -> set[tuple[str, str]]:
+    """Every (method, path) the application serves over HTTP, except static files and the schema."""
+    found: set[tuple[str, str]] = set()
+    for route in app.routes:
+        if not isinstance(route, HTTPRoute):
+            continue
+        if route.path.startswith("/static") or route.path.startswith("/schema"):
+            continue
+        for handler in route.route_handlers:
+            for method in handler.http_methods:
+                if method not in IGNORED_METHODS:
+                    found.add((method, route.path))
+    return found
+
+
+# --- real ids for path parameters ---------------------------------------------------------------
+
+
+def admin_principal(p: Persona) -> Principal:
+    return Principal(
+        kind="staff",
+        id=p.id,
+        email=p.email,
+        name=p.name,
+        session_id=0,
+        mfa_passed=True,
+        totp_enabled=True,
+        roles=frozenset(p.roles),
+    )
+
+
+@pytest.fixture
+async def ids(personas) -> dict[str, int]:
+    """One message to each client persona (which also queues one e-mail each)."""
+    admin = admin_principal(personas["admin"])
+    out: dict[str, int] = {}
+    for name in ("client_a", "ib", "sub_ib"):
+        out[f"message:{name}"] = await client_services.send_message(
+            admin,
+            personas[name].id,
+            f"Hello {name}",
+            "Your account is ready.",
+            admin.actor("127.0.0.1", "pytest"),
+        )
+    from app.core import mail
+
+    out["email"] = (await mail.recent())[0]["id"]
+    return out
+
+
+def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[str, int]) -> str:
+    """The template path with real ids: the persona's own where that makes sense."""
+
+    def value(m: re.Match) -> str:
+        name = m.group(1)
+        if name == "token":
+            return BAD_TOKEN
+        if name == "client_id":
+            return str(personas["client_a"].id)
+        if name == "staff_id":
+            return str(personas["compliance"].id)
+        if name == "email_id":
+            return str(ids["email"])
+        if name == "message_id":
+            return str(ids.get(f"message:{persona}", ids["message:client_a"]))
+        raise AssertionError(f"no id for path parameter {name!r} in {path}: add one to concrete()")
+
+    return re.sub(r"\{(\w+)(?::\w+)?\}", value, path)
+
+
+def check(persona: str, method: str, path: str, expected: Expect, r) -> str | None:
+    problems = []
+    if r.status_code != expected.status:
+        problems.append(f"status {r.status_code}")
+    if expected.location is not None and r.headers.get("location") != expected.location:
+        problems.append(f"location {r.headers.get('location')!r}")
+    if expected.text is not None and expected.text not in r.text:
+        problems.append(f"no {expected.text!r} in the page")
+    if problems:
+        return f"{persona:>10} {method} {path}: expected {expected}, got {', '.join(problems)}"
+    return None
+
+
+# --- the tests ----------------------------------------------------------------------------------
+
+
+async def test_every_route_has_a_policy_line(app):
+    served = app_routes(app)
+    missing = sorted(served - POLICY.keys())
+    stale = sorted(POLICY.keys() - served)
+    assert not missing, "routes without a line in POLICY (decide who may use them): " + ", ".join(
+        f"{m} {p}" for m, p in missing
+    )
+    assert not stale, "POLICY lines for routes that no longer exist: " + ", ".join(
+        f"{m} {p}" for m, p in stale
+    )
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+async def test_each_persona_gets_exactly_what_the_policy_allows(client, app, personas, ids, persona):
+    """Every page requested; every action the policy forbids attempted (with a valid CSRF token)."""
+    await sign_in(client, personas[persona])
+    token = CSRF_RE.search((await client.get("/portal/login")).text).group(1)
+    failures = []
+    gets = unsafe = 0
+    for method, template in sorted(app_routes(app)):
+        rule = POLICY[(method, template)]
+        path = concrete(template, persona, personas, ids)
+        if method == "GET":
+            r = await client.get(path)
+            gets += 1
+        elif rule.refuses(persona):  # any unsafe method, through the same guards
+            r = await client.request(method, path, data={"_csrf_token": token})
+            unsafe += 1
+        else:
+            continue  # allowed actions are exercised by each domain's own tests
+        if failure := check(persona, method, path, rule.expect(persona, path), r):
+            failures.append(failure)
+    assert not failures, "\n" + "\n".join(failures)
+    assert gets > 30  # the walk really covers the app
+    assert unsafe > 0 or persona == "admin"
+
+
+async def staff_snapshot() -> list[dict]:
+    return await StaffUser.select(
+        StaffUser.id, StaffUser.email, StaffUser.roles, StaffUser.is_active, StaffUser.totp_enabled
+    ).order_by(StaffUser.id)
+
+
+async def test_a_non_admin_cannot_manage_staff_users_and_nothing_changes(client, personas):
+    before = await staff_snapshot()
+    audit_rows = await AuditEvent.count()
+    for persona in ("compliance", "finance", "sales", "dealing"):
+        await sign_in(client, personas[persona])
+        await try_to_manage_staff(client, personas, persona)
+    assert await staff_snapshot() == before
+    assert await AuditEvent.count() == audit_rows
+    assert not await StaffUser.exists().where(StaffUser.email == "mole@staff.test")
+
+
+async def try_to_manage_staff(client, personas: dict[str, Persona], persona: str) -> None:
+    target = personas["sales"].id if persona != "sales" else personas["finance"].id
+    own = personas[persona].id
+    attempts = [
+        (
+            "/staff/settings/staff/new",
+            {
+                "email": "mole@staff.test",
+                "name": "Mole",
+                "roles": "admin",
+                "password": "a-long-enough-password-2026",
+            },
+        ),
+        (f"/staff/settings/staff/{own}", {"name": "Promoted", "roles": ["admin", persona]}),
+        (f"/staff/settings/staff/{target}", {"name": "Renamed", "roles": "admin"}),
+        (f"/staff/settings/staff/{target}/active", {"active": "0"}),
+        (f"/staff/settings/staff/{personas['admin'].id}/active", {"active": "0"}),
+        (f"/staff/settings/staff/{personas['admin'].id}/reset-2fa", {}),
+    ]
+    for url, data in attempts:
+        for htmx in (False, True):
+            r = await post_form(client, url, data, page="/staff/login", htmx=htmx)
+            assert r.status_code == 403, (persona, url, htmx, r.status_code)
+            assert "role does not allow" in r.text
+            assert "HX-Redirect" not in r.headers
+
+
+async def test_an_admin_may_use_staff_management(client, personas):
+    """The other side of the refusals above: the same POST from an admin does take effect."""
+    await sign_in(client, personas["admin"])
+    r = await post_form(
+        client,
+        "/staff/settings/staff/new",
+        {
+            "email": "newbie@staff.test",
+            "name": "Newbie",
+            "roles": "sales",
+            "password": "a-long-enough-password-2026",
+        },
+    )
+    assert r.status_code == 303 and r.headers["location"] == "/staff/settings/staff"
+    row = await StaffUser.select().where(StaffUser.email == "newbie@staff.test").first()
+    assert row["roles"] == ["sales"]
+
+
+async def test_a_colleague_with_two_roles_enters_the_sections_of_both_and_no_others(client, personas):
+    both = await make_staff("deskmix", ["sales", "compliance"])
+    await sign_in(client, both)
+    for url in (
+        "/staff",
+        "/staff/clients",
+        "/staff/kyc",
+        "/staff/audit",
+        "/staff/reports",
+        "/staff/partners",
+        "/staff/marketing",
+    ):
+        assert (await client.get(url)).status_code == 200, url
+    for url in ("/staff/accounts", "/staff/funding", "/staff/settings", "/staff/settings/staff"):
+        assert (await client.get(url)).status_code == 403, url
+
+
+# --- anonymous visitors: to the right login, and back again ------------------------------------
+
+
+def form_action(html: str) -> str:
+    m = re.search(r'<form[^>]*method="post"[^>]*action="([^"]+)"', html)
+    assert m, "no POST form on the page"
+    return m.group(1).replace("&amp;", "&")
+
+
+async def submit(client, page_url: str, data: dict):
+    """Fill in the form on `page_url` as a browser would: its action, its CSRF token."""
+    page = await client.get(page_url)
+    assert page.status_code == 200, (page_url, page.status_code)
+    token = CSRF_RE.search(page.text).group(1)
+    return await client.post(form_action(page.text), data={**data, "_csrf_token": token})
+
+
+@pytest.mark.parametrize(
+    ("original", "login", "who", "landmark"),
+    [
+        ("/portal/messages", "/portal/login", "client_a", "Hello client_a"),
+        ("/portal/messages/{message}", "/portal/login", "client_a", "Your account is ready."),
+        ("/ib/network", "/ib/login", "ib", "IBSUBTEST"),
+    ],
+)
+async def test_an_anonymous_visitor_signs_in_and_lands_on_the_page_they_asked_for(
+    client, personas, ids, original, login, who, landmark
+):
+    original = original.replace("{message}", str(ids["message:client_a"]))
+    r = await client.get(original)
+    assert r.status_code == 303
+    assert r.headers["location"] == f"{login}?next={quote(original, safe='')}"
+    r = await submit(client, r.headers["location"], {"email": personas[who].email, "password": PASSWORD})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == original
+    r = await client.get(original)
+    assert r.status_code == 200 and landmark in r.text
+
+
+async def test_staff_come_back_to_their_page_with_its_query_after_password_and_code(client, personas):
+    original = "/staff/audit?action=auth&actor=admin%40staff.test"
+    r = await client.get(original)
+    assert r.status_code == 303
+    assert r.headers["location"] == f"/staff/login?next={quote(original, safe='')}"
+    r = await submit(client, r.headers["location"], {"email": "admin@staff.test", "password": PASSWORD})
+    assert r.status_code == 303 and r.headers["location"].startswith("/staff/2fa?next=")
+    r = await submit(client, r.headers["location"], {"code": totp_now()})
+    assert r.status_code == 303
+    assert r.headers["location"] == original
+    r = await client.get(original)
+    assert r.status_code == 200 and 'value="admin@staff.test"' in r.text
+
+
+EVIL = [
+    "//evil.example",
+    "https://evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "/\t/evil.example",
+    "http:evil.example",
+]
+
+
+async def test_a_return_path_to_another_site_lands_on_the_portal_home(client, personas):
+    login = {"email": personas["client_a"].email, "password": PASSWORD}
+    for evil in EVIL:
+        client.cookies.clear()
+        r = await client.get("/portal/login", params={"next": evil})
+        assert r.status_code == 200
+        r = await submit(client, str(r.url), login)
+        assert (r.status_code, r.headers["location"]) == (303, "/portal"), evil
+        # The same form posted by htmx: the target travels in HX-Redirect, which htmx follows as is.
+        client.cookies.clear()
+        r = await post_form(client, "/portal/login?" + urlencode({"next": evil}), login, htmx=True)
+        assert (r.status_code, r.headers["hx-redirect"]) == (200, "/portal"), evil
+
+
+# --- the wrong kind of user --------------------------------------------------------------------
+
+
+async def test_a_client_session_is_refused_in_the_staff_console(client, personas):
+    await sign_in(client, personas["client_a"])
+    for url in ("/staff", "/staff/clients", "/staff/settings/staff", "/staff/2fa"):
+        r = await client.get(url)
+        assert r.status_code == 403, url
+        assert "for broker staff only" in r.text
+
+
+async def test_a_staff_session_is_refused_in_the_client_portal(client, personas):
+    await sign_in(client, personas["admin"])
+    for url in ("/portal", "/portal/messages", "/portal/settings", "/portal/2fa"):
+        r = await client.get(url)
+        assert r.status_code == 403, url
+        assert "staff use the staff console" in r.text
+
+
+async def test_a_client_without_partner_status_is_told_why_the_partner_portal_is_closed(client, personas):
+    await sign_in(client, personas["client_a"])
+    for url in ("/ib", "/ib/network"):
+        r = await client.get(url)
+        assert r.status_code == 403, url
+        assert "no partner (IB) status" in r.text
+        assert "account manager" in r.text
+
+
+# --- page and fragment: every htmx endpoint with and without HX-Request --------------------------
+
+FRAGMENTS = [
+    # (persona, url, what the shared partial shows in both answers)
+    ("admin", "/staff", 'id="stat-clients"'),
+    ("compliance", "/staff/audit", "client.message_sent"),
+    ("sales", "/staff/clients", "client.a@client.test"),
+    ("sales", "/staff/clients?q=client.b", "client.b@client.test"),
+    ("admin", "/staff/settings/jobs", 'id="jobs-queued"'),
+    ("admin", "/staff/settings/outbox", "client.a@client.test"),
+    ("admin", "/staff/settings/staff", "dealing@staff.test"),
+    ("client_a", "/portal/messages", "Hello client_a"),
+    ("ib", "/ib/network", "IBSUBTEST"),
+]
+
+
+async def test_an_htmx_request_gets_the_partial_and_a_browser_the_whole_page(client, personas, ids):
+    for persona, url, landmark in FRAGMENTS:
+        await sign_in(client, personas[persona])
+        page = await client.get(url)
+        assert page.status_code == 200, url
+        assert "<html" in page.text and landmark in page.text, url
+        fragment = await client.get(url, headers={"HX-Request": "true"})
+        assert fragment.status_code == 200, url
+        assert "<html" not in fragment.text and landmark in fragment.text, url
+        assert len(fragment.text) < len(page.text), url
+        boosted = await client.get(url, headers={"HX-Request": "true", "HX-Boosted": "true"})
+        assert "<html" in boosted.text, url  # a boosted link navigates: it needs the page
+
+
+async def test_the_fragment_obeys_the_same_guard_as_the_page(client, personas, ids):
+    """Decided in Python, not in a template: asking for the partial alone shows nothing more."""
+    checked = 0
+    for _, url, landmark in FRAGMENTS:
+        rule = POLICY[("GET", url.split("?")[0])]
+        for other in ("dealing", "client_b", "outsider"):
+            if not rule.refuses(other):
+                continue
+            await sign_in(client, personas[other])
+            r = await client.get(url, headers={"HX-Request": "true"})
+            checked += 1
+            assert landmark not in r.text, (other, url)
+            if other == "outsider":  # htmx follows HX-Redirect to the login page, with the way back
+                assert r.status_code == 200 and r.text == "", url
+                assert r.headers["hx-redirect"].startswith(
+                    rule.expect(other, url).location.split("?")[0] + "?next="
+                ), url
+            else:
+                assert r.status_code == 403, (other, url)
+                assert "<html" in r.text  # the error page, whole
+    assert checked >= 15
+
+
+async def test_resending_the_verification_link_answers_htmx_with_a_partial_and_a_form_post_with_the_dashboard(
+    client, personas
+):
+    c = await make_client("client_c", verified=False)
+    await sign_in(client, c)
+    fragment = await post_form(client, "/portal/verify/resend", {}, page="/portal", htmx=True)
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text and "We sent a new verification link" in fragment.text
+    plain = await post_form(client, "/portal/verify/resend", {}, page="/portal")
+    assert plain.status_code == 303
+    page = await client.get(plain.headers["location"])
+    assert page.status_code == 200
+    assert "<html" in page.text and "We sent a new verification link" in page.text
+    assert await OutboundEmail.count().where(OutboundEmail.to_addr == c.email) == 2
+
+
+async def test_sending_a_client_a_message_answers_htmx_with_the_panel_and_a_form_post_with_a_redirect(
+    client, personas
+):
+    await sign_in(client, personas["sales"])
+    url = f"/staff/clients/{personas['client_a'].id}/messages"
+    page = f"/staff/clients/{personas['client_a'].id}"
+    fragment = await post_form(client, url, {"subject": "By htmx", "body": "One"}, page=page, htmx=True)
+    assert fragment.status_code == 200
+    assert "<html" not in fragment.text and "By htmx" in fragment.text and "Message sent." in fragment.text
+    plain = await post_form(client, url, {"subject": "By form", "body": "Two"}, page=page)
+    assert plain.status_code == 303 and plain.headers["location"] == page
+    invalid = await post_form(client, url, {"subject": "", "body": ""}, page=page, htmx=True)
+    assert invalid.status_code == 422 and "<html" not in invalid.text and "Enter a subject." in invalid.text
+    invalid = await post_form(client, url, {"subject": "", "body": ""}, page=page)
+    assert invalid.status_code == 422 and "<html" in invalid.text and "Enter a subject." in invalid.text
+
+
+async def test_a_refused_staff_status_change_answers_htmx_with_the_table_and_a_form_post_with_the_page(
+    client, personas
+):
+    await sign_in(client, personas["admin"])
+    url = f"/staff/settings/staff/{personas['admin'].id}/active"
+    fragment = await post_form(client, url, {"active": "0"}, page="/staff/settings/staff", htmx=True)
+    assert fragment.status_code == 422
+    assert "<html" not in fragment.text and "You cannot deactivate yourself." in fragment.text
+    plain = await post_form(client, url, {"active": "0"}, page="/staff/settings/staff")
+    assert plain.status_code == 422
+    assert "<html" in plain.text and "You cannot deactivate yourself." in plain.text
