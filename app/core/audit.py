@@ -36,10 +36,15 @@ class Actor:
         return cls(kind="system", label=label)
 
 
-def _jsonable(value: Any) -> Any:
-    if value is None:
-        return None
-    return json.loads(json.dumps(value, default=str, sort_keys=True))
+async def _as_stored(before: Any, after: Any) -> tuple[Any, Any]:
+    """The values as JSONB will give them back (it rewrites numbers such as 1e16), so the hash
+    written now is the one verify() recomputes from the stored row."""
+    if before is None and after is None:
+        return None, None
+    texts = [None if v is None else json.dumps(v, default=str, sort_keys=True) for v in (before, after)]
+    rows = await AuditEvent.raw("SELECT {}::jsonb::text AS b, {}::jsonb::text AS a", *texts)
+    stored_before, stored_after = (None if rows[0][k] is None else json.loads(rows[0][k]) for k in ("b", "a"))
+    return stored_before, stored_after
 
 
 def _iso(ts: datetime) -> str:
@@ -86,6 +91,7 @@ async def record(
     """Append one audit row inside the current transaction; returns its sequence number."""
     if DB.current_transaction.get() is None:
         raise RuntimeError("audit.record() must run inside the transaction of the change it records")
+    before, after = await _as_stored(before, after)
     await AuditEvent.raw("SELECT pg_advisory_xact_lock({})", _LOCK_KEY)
     last = await AuditEvent.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq, ascending=False).first()
     prev_hash = last["hash"] if last else GENESIS
@@ -98,8 +104,8 @@ async def record(
         "action": action,
         "subject_type": subject_type,
         "subject_id": None if subject_id is None else str(subject_id),
-        "before": _jsonable(before),
-        "after": _jsonable(after),
+        "before": before,
+        "after": after,
         "ip": actor.ip,
         "user_agent": (actor.user_agent or None) and actor.user_agent[:400],
     }

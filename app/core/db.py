@@ -102,7 +102,7 @@ async def transaction() -> AsyncIterator[None]:
 
 
 def after_commit(cb: Callable[[], Awaitable[Any]]) -> None:
-    """Run `cb` after the current transaction commits (immediately if there is none)."""
+    """Run `cb` after the current transaction commits; outside one it refuses (the caller forgot it)."""
     callbacks = _after_commit.get()
     if callbacks is None:
         raise RuntimeError("after_commit() called outside app.core.db.transaction()")

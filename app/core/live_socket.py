@@ -58,12 +58,20 @@ async def live(socket: WebSocket) -> None:
                 await socket.receive_data(mode="text")
 
     async def forward() -> None:
+        # Recheck on a clock, not only when the channel is quiet: a busy topic must not keep
+        # an expired session's socket open.
+        loop = asyncio.get_running_loop()
+        recheck_at = loop.time() + SESSION_RECHECK_SECONDS
         while True:
             try:
-                event = await asyncio.wait_for(queue.get(), timeout=SESSION_RECHECK_SECONDS)
+                event = await asyncio.wait_for(queue.get(), timeout=max(0.0, recheck_at - loop.time()))
             except TimeoutError:
+                event = None
+            if loop.time() >= recheck_at:
                 if not await sessions.is_alive(p.session_id):
                     return
+                recheck_at = loop.time() + SESSION_RECHECK_SECONDS
+            if event is None:
                 continue
             if event.type == "session.ended":
                 return
