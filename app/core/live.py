@@ -74,15 +74,42 @@ class Hub:
         self._subs: dict[str, set[asyncio.Queue[Event]]] = defaultdict(set)
         self._conn: asyncpg.Connection | None = None
         self._lock = asyncio.Lock()
+        self._stopping = False
+        self._reconnect_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._stopping = False
         async with self._lock:
             if self._conn is not None and not self._conn.is_closed():
                 return
             self._conn = await asyncpg.connect(dsn=current_url())
             await self._conn.add_listener(CHANNEL, self._on_notify)
+            self._conn.add_termination_listener(self._on_terminated)
+
+    def _on_terminated(self, _conn: Any) -> None:
+        """The LISTEN connection dropped (database restart, network): listen again with back-off."""
+        if self._stopping or (self._reconnect_task and not self._reconnect_task.done()):
+            return
+        log.warning("live channel lost its database connection; reconnecting")
+        self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = 0.5
+        while not self._stopping:
+            try:
+                self._conn = None
+                await self.start()
+                log.info("live channel listening again")
+                return
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("live channel reconnect failed (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     async def stop(self) -> None:
+        self._stopping = True
+        if self._reconnect_task is not None:
+            self._reconnect_task.cancel()
         if self._conn is not None:
             await self._conn.close()
             self._conn = None

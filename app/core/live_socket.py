@@ -49,8 +49,12 @@ async def live(socket: WebSocket) -> None:
         await socket.close(code=CLOSE_UNAUTHORISED, reason="sign in first")
         return
     assert isinstance(p, Principal)
-    await socket.accept()
-    queue = hub.subscribe(p.topics())
+    queue = hub.subscribe(p.topics())  # before accept: no event can fall between the two
+    try:
+        await socket.accept()
+    except Exception:
+        hub.unsubscribe(queue)
+        raise
 
     async def drain_incoming() -> None:
         with contextlib.suppress(WebSocketDisconnect):

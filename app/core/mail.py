@@ -88,7 +88,11 @@ async def deliver(email_id: int) -> str:
     settings = get_settings()
     claimed = (
         await OutboundEmail.update(
-            {OutboundEmail.status: "sending", OutboundEmail.attempts: OutboundEmail.attempts + 1}
+            {
+                OutboundEmail.status: "sending",
+                OutboundEmail.attempts: OutboundEmail.attempts + 1,
+                OutboundEmail.claimed_at: datetime.now(UTC),
+            }
         )
         .where((OutboundEmail.id == email_id) & (OutboundEmail.status == "queued"))
         .returning(*OutboundEmail.all_columns())
@@ -126,7 +130,7 @@ async def sweep_outbox(ctx: dict) -> int:
     """Re-queue messages whose job was lost, and ones stuck in 'sending' after a crash."""
     stale = datetime.now(UTC) - timedelta(minutes=10)
     await OutboundEmail.update({OutboundEmail.status: "queued"}).where(
-        (OutboundEmail.status == "sending") & (OutboundEmail.created_at < stale)
+        (OutboundEmail.status == "sending") & (OutboundEmail.claimed_at < stale)
     )
     rows = await OutboundEmail.select(OutboundEmail.id).where(OutboundEmail.status == "queued").limit(500)
     for r in rows:

@@ -83,6 +83,7 @@ class OutboundEmail(Table, tablename="outbound_emails"):
     attempts = Integer(default=0)
     last_error = Text(default="")
     created_at = Timestamptz()
+    claimed_at = Timestamptz(null=True, default=None)
     sent_at = Timestamptz(null=True, default=None)
 
 

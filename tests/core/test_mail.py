@@ -164,11 +164,15 @@ async def test_the_sweep_delivers_messages_whose_job_was_lost(smtp):
 async def test_the_sweep_recovers_a_message_stuck_in_sending_after_a_crash(smtp):
     email_id = await queue_one()
     long_ago = datetime.now(UTC) - timedelta(minutes=30)
-    await OutboundEmail.update({OutboundEmail.status: "sending", OutboundEmail.created_at: long_ago}).where(
+    await OutboundEmail.update({OutboundEmail.status: "sending", OutboundEmail.claimed_at: long_ago}).where(
         OutboundEmail.id == email_id
     )
+    # An old message whose delivery attempt has only just started (a retry after a long outage)
+    # is being sent right now: the sweep must not send it a second time.
     fresh = await queue_one("ben@client.test")
-    await OutboundEmail.update({OutboundEmail.status: "sending"}).where(OutboundEmail.id == fresh)
+    await OutboundEmail.update(
+        {OutboundEmail.status: "sending", OutboundEmail.created_at: long_ago, OutboundEmail.claimed_at: datetime.now(UTC)}
+    ).where(OutboundEmail.id == fresh)
     await mail.sweep_outbox({})
     assert [str(m["To"]) for m in smtp.messages] == ["anna@client.test"]
     assert (await row(email_id))["status"] == "sent"
