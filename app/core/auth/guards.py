@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
 from litestar.connection import ASGIConnection
@@ -42,7 +42,9 @@ def _opt(handler: BaseRouteHandler, key: str) -> bool:
     return bool(handler.opt.get(key))
 
 
-def staff_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+# Guards are coroutines on purpose: Litestar runs a plain-function guard in a worker thread,
+# a thread hop per guard on every request.
+async def staff_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if _opt(handler, "public"):
         return
     p = principal_of(connection)
@@ -58,7 +60,7 @@ def staff_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         raise SecondFactorRequired(f"/staff/2fa?next={_next(connection)}")
 
 
-def client_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def client_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if _opt(handler, "public"):
         return
     p = principal_of(connection)
@@ -72,7 +74,7 @@ def client_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
         raise SecondFactorRequired(f"/portal/2fa?next={_next(connection)}")
 
 
-def partner_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
+async def partner_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None:
     if _opt(handler, "public"):
         return
     p = principal_of(connection)
@@ -86,10 +88,10 @@ def partner_guard(connection: ASGIConnection, handler: BaseRouteHandler) -> None
         raise PermissionDeniedException("Your account has no partner (IB) status. Ask your account manager to become a partner.")
 
 
-def requires_roles(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], None]:
+def requires_roles(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:
     """Guard for staff handlers that only some roles may use (admin always may)."""
 
-    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    async def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:
         p = principal_of(connection)
         if p is None or not p.is_staff or not p.has_role("admin", *roles):
             raise PermissionDeniedException("Your role does not allow this.")

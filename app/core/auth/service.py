@@ -90,7 +90,8 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
             ip=ip, user_agent=user_agent,
         )
         await throttle.note(portal, email, ip, success=True)
-        await throttle.clear_account(portal, email)
+        if not user["totp_enabled"]:  # else the second factor clears them: a password alone must not reset the count
+            await throttle.clear_account(portal, email)
         await audit.record(
             Actor(kind, str(user["id"]), email, ip, user_agent), "auth.login", kind, user["id"],
             after={"portal": portal, "session": sid, "second_factor_pending": bool(user["totp_enabled"])},
@@ -147,6 +148,7 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
             await audit.record(actor, "auth.2fa_failed", principal.kind, principal.id)
         else:
             await sessions.mark_mfa_passed(principal.session_id)
+            await throttle.clear_account(portal, principal.email)
             await audit.record(actor, "auth.2fa_passed", principal.kind, principal.id, after={"method": accepted_by})
     if accepted_by is None:
         raise AuthError("That code is not valid (or was already used). Enter the current 6-digit code.", "code")
@@ -253,6 +255,8 @@ async def reset_password(token: str, new: str, actor: Actor) -> str:
             {table.password_hash: passwords.hash_password(new), table.password_changed_at: datetime.now(UTC)}  # type: ignore[attr-defined]
         ).where(table.id == row["user_id"])
         ended = await sessions.revoke_all(row["user_kind"], row["user_id"])
+        for portal in ("staff",) if row["user_kind"] == "staff" else ("portal", "ib"):  # "…or reset your password"
+            await throttle.clear_account(portal, user["email"])
         await audit.record(actor, "auth.password_reset", row["user_kind"], row["user_id"], after={"sessions_ended": len(ended)})
         for s in ended:
             await live.publish(f"session:{s}", "session.ended")

@@ -15,7 +15,7 @@ async def _form(request: Request) -> services.StaffForm:
     return services.StaffForm(
         email=str(form.get("email", "")),
         name=str(form.get("name", "")),
-        roles=[str(r) for r in form.getall("roles")] if hasattr(form, "getall") else [],
+        roles=[str(r) for r in form.getall("roles", [])],  # no box ticked: no "roles" key at all
         password=str(form.get("password", "")),
     )
 
