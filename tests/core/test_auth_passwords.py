@@ -314,3 +314,29 @@ async def test_a_reset_lifts_the_sign_in_limit_as_the_throttle_message_promises(
     assert (await post_form(client, link, {"password": NEW_PASSWORD})).status_code == 303
     r = await post_form(client, "/portal/login", {"email": "client.a@client.test", "password": NEW_PASSWORD})
     assert r.status_code == 303
+
+
+async def test_it_throttles_wrong_current_passwords_in_settings(client, personas):
+    from tests.conftest import post_form
+    from tests.personas import sign_in
+
+    await sign_in(client, personas["client_a"])
+    for _ in range(5):
+        r = await post_form(client, "/portal/settings/password", {"current_password": "wrong-guess-123", "new_password": "a-new-strong-pass-42"}, page="/portal/settings")
+        assert "current password is not correct" in r.text
+    r = await post_form(client, "/portal/settings/password", {"current_password": "persona-pass-2026", "new_password": "a-new-strong-pass-42"}, page="/portal/settings")
+    assert r.status_code == 422 and "Too many failed" in r.text
+
+
+async def test_a_lead_without_a_password_gets_no_reset_link(client, database):
+    from datetime import UTC, datetime
+
+    from app.clients.tables import Client
+    from app.core.tables import OutboundEmail
+    from tests.conftest import post_form
+
+    now = datetime.now(UTC)
+    await Client.insert(Client(email="lead@client.test", first_name="L", last_name="Lead", stage="lead", stage_changed_at=now, created_at=now))
+    r = await post_form(client, "/portal/forgot", {"email": "lead@client.test"})
+    assert r.status_code == 200 and "If an account exists" in r.text
+    assert await OutboundEmail.count() == 0

@@ -184,14 +184,31 @@ async def confirm_enrolment(principal: Principal, code: str, actor: Actor) -> li
     return codes
 
 
+async def _check_password_of_signed_in(principal: Principal, user: dict, password: str, actor: Actor, field: str) -> None:
+    """Re-entering the password in settings is throttled like sign-in, so a stolen session
+    cannot be used to guess the password."""
+    settings = get_settings().security
+    portal = "staff" if principal.is_staff else "portal"
+    try:
+        await throttle.check(
+            portal, principal.email, actor.ip or "",
+            max_account=settings.login_max_failures_account, max_ip=settings.login_max_failures_ip,
+            window=timedelta(minutes=settings.login_window_minutes),
+        )
+    except throttle.Throttled as exc:
+        raise AuthError(str(exc), field) from exc
+    if not passwords.verify_password(user["password_hash"], password):
+        await throttle.note(portal, principal.email, actor.ip or "", success=False)
+        raise AuthError("Your password is not correct." if field == "password" else "Your current password is not correct.", field)
+
+
 async def disable_second_factor(principal: Principal, password: str, actor: Actor) -> None:
     """Clients may turn 2FA off (with their password); staff may not — it is mandatory for them."""
     if principal.is_staff:
         raise AuthError("Two-factor authentication is mandatory for staff.")
     table = TABLES[principal.kind]
     user = await table.select().where(table.id == principal.id).first()
-    if not passwords.verify_password(user["password_hash"], password):
-        raise AuthError("Your password is not correct.", "password")
+    await _check_password_of_signed_in(principal, user, password, actor, "password")
     async with transaction():
         await table.update({table.totp_enabled: False, table.totp_secret: None}).where(table.id == principal.id)  # type: ignore[attr-defined]
         await RecoveryCode.delete().where((RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id))
@@ -202,8 +219,7 @@ async def change_password(principal: Principal, current: str, new: str, actor: A
     """Change the password, end every session of the user, and start a fresh one for this browser."""
     table = TABLES[principal.kind]
     user = await table.select().where(table.id == principal.id).first()
-    if not passwords.verify_password(user["password_hash"], current):
-        raise AuthError("Your current password is not correct.", "current_password")
+    await _check_password_of_signed_in(principal, user, current, actor, "current_password")
     if problem := passwords.password_problem(new, principal.email):
         raise AuthError(problem, "new_password")
     settings = get_settings().security
@@ -229,9 +245,9 @@ async def request_password_reset(portal: str, email: str, actor: Actor) -> None:
     kind = PORTAL_KIND[portal]
     table = TABLES[kind]
     email = (email or "").strip().lower()
-    user = await table.select(table.id, table.is_active).where(table.email == email).first()  # type: ignore[attr-defined]
-    if not user or not user["is_active"]:
-        return
+    user = await table.select(table.id, table.is_active, table.password_hash).where(table.email == email).first()  # type: ignore[attr-defined]
+    if not user or not user["is_active"] or not user["password_hash"]:
+        return  # a lead without a password registers first; reset is not a back door into the portal
     async with transaction():
         token = await tokens.issue("reset", kind, user["id"], timedelta(hours=1))
         login_portal = "staff" if kind == "staff" else "portal"
