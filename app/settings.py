@@ -66,6 +66,7 @@ class Settings:
     var_dir: Path
     security: SecuritySettings
     mt5_sim_enabled: bool = True
+    template_reload: bool = False
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
 
     @property
@@ -125,6 +126,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         var_dir=var_dir,
         security=security,
         mt5_sim_enabled=_bool(env, "MT5_SIM_ENABLED", True),
+        template_reload=_bool(env, "TEMPLATE_RELOAD", app_env == "development"),
         allowed_origins=origins or (base_url,),
     )
 

@@ -173,6 +173,8 @@ def start_server(database_url: str, port: int, log_path: Path) -> subprocess.Pop
         "PORT": str(port),
         "BASE_URL": f"http://127.0.0.1:{port}",
         "FXCRM_VAR_DIR": str(VAR),
+        # as in production: templates are compiled once, not re-checked on disk at every render
+        "TEMPLATE_RELOAD": os.environ.get("TEMPLATE_RELOAD") or "false",
     }
     cmd = [
         sys.executable,

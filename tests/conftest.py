@@ -64,6 +64,15 @@ def test_settings(database_url: str, **env: str):
     return load_settings(base)
 
 
+def forget_process_caches() -> None:
+    """In-process caches outlive a test's database; a new database starts with none."""
+    from app.core.auth import sessions
+    from app.staff import overview
+
+    sessions.forget_all()
+    overview._cache.clear()
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> str:
     return _server_url()
@@ -94,6 +103,7 @@ async def database(pg_server: str, template_db: str) -> AsyncIterator[str]:
     url = with_database(pg_server, name)
     db.configure(url)
     use_settings(test_settings(url))
+    forget_process_caches()
     await db.start_pool(min_size=1, max_size=5)
     try:
         yield url

@@ -184,6 +184,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/portal/2fa/setup"): portal(),
     ("GET", "/portal"): portal(),
     ("GET", "/portal/messages"): portal(),
+    ("GET", "/portal/unread"): portal(),
     ("GET", "/portal/messages/{message_id:int}"): portal(),
     ("GET", "/portal/settings"): portal(),
     ("POST", "/portal/settings/password"): portal(),

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.clients.tables import STAGES, Client, ClientMessage
-from app.core import audit, live, mail
+from app.core import audit, db, live, mail
 from app.core.audit import Actor
 from app.core.auth import passwords
 from app.core.auth import service as auth_service
@@ -113,6 +113,21 @@ async def get_client_for(viewer: Principal, client_id: int) -> dict[str, Any]:
     row = await Client.select(*[c for c in Client.all_columns() if c._meta.name not in {"password_hash", "totp_secret"}]).where(
         Client.id == client_id
     ).first()
+    if row is None:
+        raise NotFound("client")
+    return row
+
+
+async def dashboard_for(p: Principal) -> dict[str, Any]:
+    """What the portal's home shows, in one query (the page every client opens most)."""
+    if not p.is_client:
+        raise NotFound("client")
+    row = await db.fetchrow(
+        "SELECT c.id, c.email, c.first_name, c.last_name, c.stage, c.email_verified_at, "
+        "(SELECT count(*) FROM client_messages m WHERE m.client = c.id AND m.read_at IS NULL) AS unread "
+        "FROM clients c WHERE c.id = $1",
+        p.id,
+    )
     if row is None:
         raise NotFound("client")
     return row

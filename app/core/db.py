@@ -66,8 +66,14 @@ async def start_pool(min_size: int = 2, max_size: int = 20) -> bool:
     """Start the shared pool; False if one was already running (its owner closes it)."""
     if DB.pool is not None:
         return False
-    await DB.start_connection_pool(min_size=min_size, max_size=max_size)
+    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=_no_session_reset)
     return True
+
+
+async def _no_session_reset(conn: Any) -> None:
+    """Skip asyncpg's per-release reset query (UNLISTEN/RESET ALL/…): a round trip on every
+    request. Nothing here sets session state on pooled connections: locks are transaction-scoped
+    and LISTEN uses its own connection. Stray transactions are still rolled back by asyncpg."""
 
 
 async def close_pool() -> None:
@@ -107,6 +113,21 @@ def after_commit(cb: Callable[[], Awaitable[Any]]) -> None:
     if callbacks is None:
         raise RuntimeError("after_commit() called outside app.core.db.transaction()")
     callbacks.append(cb)
+
+
+async def fetchrow(sql: str, *args: Any) -> dict[str, Any] | None:
+    """One row by hand-written SQL ($1 placeholders) for hot read paths: no query builder on the way.
+
+    Uses the current transaction's connection when there is one, so it sees uncommitted changes.
+    """
+    tx = DB.current_transaction.get()
+    if tx is not None:
+        row = await tx.connection.fetchrow(sql, *args)
+    else:
+        assert DB.pool is not None, "database pool not started"
+        async with DB.pool.acquire() as conn:
+            row = await conn.fetchrow(sql, *args)
+    return dict(row) if row is not None else None
 
 
 async def fetch(sql: str, *args: Any) -> list[dict[str, Any]]:

@@ -76,6 +76,11 @@ class Hub:
         self._lock = asyncio.Lock()
         self._stopping = False
         self._reconnect_task: asyncio.Task[None] | None = None
+        self._system: dict[str, list[Callable[[Event], None]]] = defaultdict(list)
+
+    def on_system_topic(self, topic: str, handler: Callable[[Event], None]) -> None:
+        """Process-level listeners (e.g. the session cache), not sockets."""
+        self._system[topic].append(handler)
 
     async def start(self) -> None:
         self._stopping = False
@@ -121,6 +126,11 @@ class Hub:
         except (ValueError, KeyError):
             log.warning("ignoring malformed live event %r", payload[:200])
             return
+        for handler in self._system.get(event.topic, ()):
+            try:
+                handler(event)
+            except Exception:
+                log.exception("system handler for %s failed", event.topic)
         for queue in list(self._subs.get(event.topic, ())):
             try:
                 queue.put_nowait(event)

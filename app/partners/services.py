@@ -9,6 +9,7 @@ from typing import Any
 from app.clients.tables import Client
 from app.core import audit, live
 from app.core.audit import Actor
+from app.core.auth import sessions
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
@@ -31,6 +32,7 @@ async def grant_partner_status(client_id: int, actor: Actor, *, parent_id: int |
     async with transaction():
         row = Partner(client=client_id, code=code or _new_code(), parent=parent_id, status="active", created_at=datetime.now(UTC))
         await row.save()
+        await sessions.changed(user_kind="client", user_id=client_id)
         await audit.record(actor, "partner.granted", "partner", row.id, after={"client_id": client_id, "parent_id": parent_id, "code": row.code})
         await live.publish(f"client:{client_id}", "partner.changed", partner_id=row.id)
     return int(row.id)

@@ -6,6 +6,7 @@ guard behind it lets the viewer in (the guard, not the hidden link, is what prot
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,8 +44,18 @@ def may_enter(roles: frozenset[str], key: str) -> bool:
     return "admin" in roles or bool(roles & set(BY_KEY[key].roles))
 
 
+@functools.lru_cache(maxsize=256)
+def _sections_for(roles: frozenset[str]) -> tuple[Section, ...]:
+    return tuple(s for s in SECTIONS if may_enter(roles, s.key))
+
+
 def staff_nav(request: Any) -> list[dict[str, Any]]:
+    """The sections this viewer may enter, the current one marked."""
     p = principal_of(request)
     if p is None or not p.is_staff:
         return []
-    return [{"label": s.label, "url": s.url} for s in SECTIONS if may_enter(p.roles, s.key)]
+    path = request.scope["path"]
+    return [
+        {"label": s.label, "url": s.url, "active": path == s.url or (s.url != "/staff" and path.startswith(s.url + "/"))}
+        for s in _sections_for(p.roles)
+    ]

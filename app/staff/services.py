@@ -89,6 +89,7 @@ async def update_staff(by: Principal, staff_id: int, form: StaffForm, actor: Act
         raise FormErrors(errors)
     async with transaction():
         await StaffUser.update({StaffUser.name: form.name.strip(), StaffUser.roles: roles}).where(StaffUser.id == staff_id)
+        await sessions.changed(user_kind="staff", user_id=staff_id)
         if sorted(before["roles"]) != roles:
             await audit.record(actor, "staff.roles_changed", "staff", staff_id, before={"roles": sorted(before["roles"])}, after={"roles": roles})
         if before["name"] != form.name.strip():

@@ -169,3 +169,22 @@ async def test_live_topics_of_staff_carry_only_their_own_roles(personas):
         "staff:role:sales",
         "staff:role:compliance",
     }
+
+
+async def test_the_header_counter_loads_for_pages_that_do_not_compute_it(client, personas):
+    from app.clients import services
+    from app.core.audit import Actor
+    from app.core.auth.principal import Principal
+
+    a = personas["client_a"]
+    sales = Principal(kind="staff", id=personas["sales"].id, email="sales@staff.test", name="S", session_id=0,
+                      mfa_passed=True, totp_enabled=True, roles=frozenset({"sales"}))
+    await services.send_message(sales, a.id, "Hello", "Body", Actor.system("test"))
+    await sign_in(client, a)
+    page = await client.get("/portal/settings")
+    assert 'hx-get="/portal/unread"' in page.text
+    r = await client.get("/portal/unread", headers={"HX-Request": "true"})
+    assert r.status_code == 200 and 'id="unread-counter"' in r.text and ">1<" in r.text
+    await sign_in(client, personas["client_b"])
+    r = await client.get("/portal/unread", headers={"HX-Request": "true"})
+    assert ">1<" not in r.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import hashlib
 import json
 
@@ -259,6 +261,7 @@ async def test_an_idle_session_stops_authenticating(client, personas):
         "UPDATE web_sessions SET idle_expires_at = now() - interval '1 second' WHERE user_id = {}",
         personas["client_a"].id,
     )
+    sessions.forget_all()  # a direct database edit bypasses the app, which would have told the session cache
     r = await client.get("/portal")
     assert r.status_code == 303 and r.headers["location"].startswith("/portal/login")
 
@@ -271,6 +274,7 @@ async def test_a_session_past_its_absolute_deadline_stops_authenticating_even_wh
         "WHERE user_kind = 'staff' AND user_id = {}",
         personas["admin"].id,
     )
+    sessions.forget_all()
     r = await client.get("/staff")
     assert r.status_code == 303 and r.headers["location"].startswith("/staff/login")
 
@@ -282,9 +286,46 @@ async def test_use_slides_the_idle_deadline_but_never_past_the_absolute_one(clie
         "absolute_expires_at = now() + interval '5 minutes' WHERE user_id = {}",
         personas["client_a"].id,
     )
+    sessions.forget_all()
     assert (await client.get("/portal")).status_code == 200
     [row] = await session_rows("client", personas["client_a"].id)
     assert row["idle_expires_at"] == row["absolute_expires_at"]
+
+
+async def test_a_remembered_session_is_refused_once_its_idle_deadline_passes(client, personas):
+    from datetime import timedelta
+
+    key, _ = await sessions.create(
+        "client", personas["client_a"].id, idle=timedelta(seconds=1), absolute=timedelta(hours=1),
+        mfa_passed=True, ip="127.0.0.1", user_agent="pytest",
+    )
+    client.cookies.set(sessions.COOKIE, key)
+    assert (await client.get("/portal")).status_code == 200  # now in the in-process cache
+    await asyncio.sleep(1.2)
+    r = await client.get("/portal")
+    assert r.status_code == 303 and r.headers["location"].startswith("/portal/login")
+
+
+async def test_a_role_change_applies_to_the_next_request_despite_the_session_cache(client, personas):
+    from app.core.audit import Actor
+    from app.staff import services as staff_services
+    from app.staff.tables import StaffUser
+    from tests.personas import session_for
+
+    compliance = personas["compliance"]
+    key = await session_for(compliance)
+    client.cookies.clear()
+    client.cookies.set(sessions.COOKIE, key)
+    assert (await client.get("/staff/funding")).status_code == 403  # cached: compliance only
+    admin_row = await StaffUser.select().where(StaffUser.id == personas["admin"].id).first()
+    from app.core.auth.principal import Principal
+
+    admin = Principal(kind="staff", id=admin_row["id"], email=admin_row["email"], name="Admin", session_id=0,
+                      mfa_passed=True, totp_enabled=True, roles=frozenset({"admin"}))
+    await staff_services.update_staff(
+        admin, compliance.id, staff_services.StaffForm(name="Compliance", roles=["compliance", "finance"]), Actor.system("test")
+    )
+    assert (await client.get("/staff/funding")).status_code == 200
 
 
 async def test_a_made_up_cookie_does_not_authenticate(client, personas):

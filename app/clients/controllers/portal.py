@@ -69,8 +69,8 @@ class PortalPages(Controller):
     @get("/")
     async def dashboard(self, request: Request, welcome: int = 0, resent: int = 0) -> Template:
         p = principal(request)
-        client = await services.get_client_for(p, p.id)
-        return Template("portal/dashboard.html", context={"client": client, "welcome": welcome, "resent": resent, "unread": await services.unread_count(p.id)})
+        client = await services.dashboard_for(p)
+        return Template("portal/dashboard.html", context={"client": client, "welcome": welcome, "resent": resent, "unread": client["unread"]})
 
     @post("/verify/resend")
     async def resend(self, request: Request) -> Response:
@@ -78,6 +78,11 @@ class PortalPages(Controller):
         if is_fragment_request(request):
             return Template("portal/_resent.html")
         return redirect(request, "/portal?resent=1")  # without JavaScript: back to the dashboard
+
+    @get("/unread")
+    async def unread(self, request: Request) -> Template:
+        """The header's counter, loaded by pages that do not compute it themselves."""
+        return Template("portal/_unread.html", context={"unread": await services.unread_count(principal(request).id)})
 
     @get("/messages")
     async def messages(self, request: Request) -> Template:

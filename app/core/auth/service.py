@@ -177,6 +177,7 @@ async def confirm_enrolment(principal: Principal, code: str, actor: Actor) -> li
     codes = totp.new_recovery_codes()
     async with transaction():
         await table.update({table.totp_enabled: True, table.totp_last_step: step}).where(table.id == principal.id)  # type: ignore[attr-defined]
+        await sessions.changed(user_kind=principal.kind, user_id=principal.id)
         await RecoveryCode.delete().where((RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id))
         await RecoveryCode.insert(*[RecoveryCode(user_kind=principal.kind, user_id=principal.id, code_hash=totp.hash_code(c)) for c in codes])
         await sessions.mark_mfa_passed(principal.session_id)
@@ -212,6 +213,7 @@ async def disable_second_factor(principal: Principal, password: str, actor: Acto
     async with transaction():
         await table.update({table.totp_enabled: False, table.totp_secret: None}).where(table.id == principal.id)  # type: ignore[attr-defined]
         await RecoveryCode.delete().where((RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id))
+        await sessions.changed(user_kind=principal.kind, user_id=principal.id)
         await audit.record(actor, "auth.2fa_disabled", principal.kind, principal.id)
 
 
@@ -291,6 +293,7 @@ async def verify_email(token: str, actor: Actor) -> int:
         if used is None:
             raise AuthError("This verification link has expired or was already used.")
         await Client.update({Client.email_verified_at: datetime.now(UTC)}).where(Client.id == used["user_id"])
+        await sessions.changed(user_kind="client", user_id=used["user_id"])
         await audit.record(actor, "client.email_verified", "client", used["user_id"])
         await live.publish(f"client:{used['user_id']}", "client.verified", client_id=used["user_id"])
     return int(used["user_id"])

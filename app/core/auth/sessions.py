@@ -8,16 +8,31 @@ to, an idle deadline that slides with use and an absolute one that does not.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import secrets
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from app.core import db, live
 from app.core.db import DB
 from app.core.tables import WebSession
 
 COOKIE = "fxsid"
 _TOUCH_EVERY = timedelta(seconds=60)
+
+# A few seconds of in-process memory of recent lookups: most requests then cost no database
+# round trip for the session. Every change that could matter (logout, revocation, role, 2FA,
+# deactivation, partner status) forgets the entry here at once and in the other processes through
+# the live channel; if a notification were lost, nothing stays stale longer than this.
+CACHE_SECONDS = 5.0
+_CACHE_MAX = 20_000
+_cache: dict[str, tuple[float, dict[str, Any]]] = {}
+_inflight: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
+_generation = 0
+SYSTEM_TOPIC = "auth:sessions"
 
 
 def _hash(key: str) -> str:
@@ -54,7 +69,7 @@ async def create(
 
 
 _LOOKUP = """
-SELECT s.id, s.user_kind, s.user_id, s.mfa_passed, s.last_seen_at, s.idle_expires_at,
+SELECT s.id, s.user_kind, s.user_id, s.mfa_passed, s.last_seen_at, s.idle_expires_at, s.absolute_expires_at,
        st.email AS st_email, st.name AS st_name, st.roles AS st_roles, st.is_active AS st_active,
        st.totp_enabled AS st_totp,
        c.email AS c_email, c.first_name, c.last_name, c.is_active AS c_active, c.totp_enabled AS c_totp,
@@ -71,19 +86,95 @@ async def lookup(key: str, idle: timedelta) -> dict[str, Any] | None:
     """The live session for a cookie key, with its user; slides the idle deadline (at most once a minute)."""
     if not key or len(key) > 100 or DB.pool is None:
         return None
+    key_hash = _hash(key)
+    hit = _cache.get(key_hash)
+    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        row = hit[1]
+        now = datetime.now(UTC)
+        if now < row["idle_expires_at"] and now < row["absolute_expires_at"]:
+            return row
+        _cache.pop(key_hash, None)
+        return None
+    pending = _inflight.get(key_hash)
+    if pending is not None:  # the same session already being looked up: share that answer
+        return await asyncio.shield(pending)
+    future: asyncio.Future[dict[str, Any] | None] = asyncio.get_running_loop().create_future()
+    _inflight[key_hash] = future
+    try:
+        row = await _fetch(key_hash, idle)
+    except asyncio.CancelledError:
+        future.cancel()
+        raise
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # mark retrieved: waiters (if any) re-raise it themselves
+        raise
+    else:
+        future.set_result(row)
+    finally:
+        _inflight.pop(key_hash, None)
+    return row
+
+
+async def _fetch(key_hash: str, idle: timedelta) -> dict[str, Any] | None:
+    assert DB.pool is not None
+    generation = _generation
     async with DB.pool.acquire() as conn:
-        row = await conn.fetchrow(_LOOKUP, _hash(key))
-        if row is None:
+        record = await conn.fetchrow(_LOOKUP, key_hash)
+        if record is None:
+            _cache.pop(key_hash, None)
             return None
+        row = dict(record)
         now = datetime.now(UTC)
         if now - row["last_seen_at"] > _TOUCH_EVERY:
+            row["last_seen_at"] = now
+            row["idle_expires_at"] = min(now + idle, row["absolute_expires_at"])
             await conn.execute(
-                "UPDATE web_sessions SET last_seen_at = $2, idle_expires_at = LEAST($3, absolute_expires_at) WHERE id = $1",
-                row["id"],
-                now,
-                now + idle,
+                "UPDATE web_sessions SET last_seen_at = $2, idle_expires_at = $3 WHERE id = $1",
+                row["id"], now, row["idle_expires_at"],
             )
-    return dict(row)
+    if generation != _generation:
+        return row  # something was forgotten while we read: answer this request, remember nothing
+    if len(_cache) >= _CACHE_MAX:
+        _cache.clear()
+    _cache[key_hash] = (time.monotonic(), row)
+    return row
+
+
+def forget(*, session_ids: Iterable[int] = (), user_kind: str | None = None, user_id: int | None = None) -> None:
+    """Drop cached lookups for these sessions and/or every session of this user (this process)."""
+    global _generation
+    _generation += 1
+    ids = set(session_ids)
+    for key_hash, (_, row) in list(_cache.items()):
+        if row["id"] in ids or (user_kind is not None and row["user_kind"] == user_kind and row["user_id"] == user_id):
+            _cache.pop(key_hash, None)
+
+
+def forget_all() -> None:
+    global _generation
+    _generation += 1
+    _cache.clear()
+
+
+async def changed(*, session_ids: Iterable[int] = (), user_kind: str | None = None, user_id: int | None = None) -> None:
+    """Inside the transaction making the change: every process forgets what it cached about it."""
+    ids = sorted(set(session_ids))
+    forget(session_ids=ids, user_kind=user_kind, user_id=user_id)
+
+    async def again() -> None:  # a request between the change and its commit may have re-cached the old state
+        forget(session_ids=ids, user_kind=user_kind, user_id=user_id)
+
+    db.after_commit(again)
+    await live.publish(SYSTEM_TOPIC, "sessions.changed", session_ids=ids, user_kind=user_kind, user_id=user_id)
+
+
+def _on_system_event(event: live.Event) -> None:
+    ids = event.ids
+    forget(session_ids=ids.get("session_ids") or (), user_kind=ids.get("user_kind"), user_id=ids.get("user_id"))
+
+
+live.hub.on_system_topic(SYSTEM_TOPIC, _on_system_event)
 
 
 async def is_alive(session_id: int) -> bool:
@@ -97,10 +188,12 @@ async def is_alive(session_id: int) -> bool:
 
 async def mark_mfa_passed(session_id: int) -> None:
     await WebSession.update({WebSession.mfa_passed: True}).where(WebSession.id == session_id)
+    await changed(session_ids=[session_id])
 
 
 async def revoke(session_id: int) -> None:
     await WebSession.delete().where(WebSession.id == session_id)
+    await changed(session_ids=[session_id])
 
 
 async def revoke_all(user_kind: str, user_id: int, except_session: int | None = None) -> list[int]:
@@ -110,6 +203,7 @@ async def revoke_all(user_kind: str, user_id: int, except_session: int | None = 
         where = where & (WebSession.id != except_session)
     rows = await WebSession.select(WebSession.id).where(where)
     await WebSession.delete().where(where)
+    await changed(session_ids=[r["id"] for r in rows], user_kind=None if except_session else user_kind, user_id=None if except_session else user_id)
     return [r["id"] for r in rows]
 
 
