@@ -88,7 +88,9 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
             staff_router,
             portal_router,
             partner_router,
-            create_static_files_router(path="/static", directories=[ROOT / "static"], include_in_schema=False),
+            create_static_files_router(
+                path="/static", directories=[ROOT / "static"], include_in_schema=False
+            ),
         ],
         on_startup=[startup],
         on_shutdown=[shutdown],

@@ -57,8 +57,14 @@ def cmd_web(args: argparse.Namespace) -> int:
     port = args.port or settings.port
     print(f"fxcrm web on http://{host}:{port}", flush=True)
     uvicorn.run(
-        "app.asgi:app_factory", factory=True, host=host, port=port, workers=args.workers,
-        proxy_headers=True, log_level="info" if args.verbose else "warning", ws="websockets-sansio",
+        "app.asgi:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=args.workers,
+        proxy_headers=True,
+        log_level="info" if args.verbose else "warning",
+        ws="websockets-sansio",
     )
     return 0
 
@@ -105,7 +111,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = get_settings()
     env = dict(os.environ)
     procs = [subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)]
-    print(f"\n  FX CRM is running at http://{settings.host}:{settings.port}/staff  (clients: /portal, IBs: /ib)\n", flush=True)
+    print(
+        f"\n  FX CRM is running at http://{settings.host}:{settings.port}/staff  (clients: /portal, IBs: /ib)\n",
+        flush=True,
+    )
     try:
         return cmd_web(argparse.Namespace(host=None, port=None, workers=1, verbose=False))
     finally:
@@ -126,7 +135,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"audit chain intact: {result.checked} rows verified")
         return 0
-    print(f"audit chain BROKEN at seq {result.bad_seq} (row id {result.bad_id}): {result.reason}", file=sys.stderr)
+    print(
+        f"audit chain BROKEN at seq {result.bad_seq} (row id {result.bad_id}): {result.reason}",
+        file=sys.stderr,
+    )
     print(f"{result.checked} rows before it verified", file=sys.stderr)
     return 1
 
@@ -146,7 +158,9 @@ def cmd_createstaff(args: argparse.Namespace) -> int:
         import getpass
 
         password = getpass.getpass("Password: ")
-    form = services.StaffForm(email=args.email, name=args.name, roles=args.roles.split(","), password=password)
+    form = services.StaffForm(
+        email=args.email, name=args.name, roles=args.roles.split(","), password=password
+    )
 
     async def go() -> int:
         await migrate()
@@ -163,7 +177,10 @@ def cmd_createstaff(args: argparse.Namespace) -> int:
 
 
 def cmd_mt5_sim(args: argparse.Namespace) -> int:
-    print("The MT5 simulator arrives with the trading issue; this command name is reserved for it.", file=sys.stderr)
+    print(
+        "The MT5 simulator arrives with the trading issue; this command name is reserved for it.",
+        file=sys.stderr,
+    )
     return 2
 
 
@@ -184,10 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, default=8)
     p.set_defaults(func=cmd_worker)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
-    sub.add_parser("demo", help="load demo data (idempotent) and print the logins").set_defaults(func=cmd_demo)
+    sub.add_parser("demo", help="load demo data (idempotent) and print the logins").set_defaults(
+        func=cmd_demo
+    )
     p = sub.add_parser("audit", help="audit trail tools")
     asub = p.add_subparsers(dest="audit_command", required=True)
-    asub.add_parser("verify", help="recompute the hash chain; exit 1 at the first bad row").set_defaults(func=cmd_audit)
+    asub.add_parser("verify", help="recompute the hash chain; exit 1 at the first bad row").set_defaults(
+        func=cmd_audit
+    )
     p = sub.add_parser("createstaff", help="create a staff user (the first admin)")
     p.add_argument("--email", required=True)
     p.add_argument("--name", default="Administrator")

@@ -47,7 +47,13 @@ async def load_demo() -> dict[str, int]:
         for email, name, roles in STAFF:
             if await StaffUser.exists().where(StaffUser.email == email):
                 continue
-            s = StaffUser(email=email, name=name, roles=roles, password_hash=passwords.hash_password(STAFF_PASSWORD), created_at=now)
+            s = StaffUser(
+                email=email,
+                name=name,
+                roles=roles,
+                password_hash=passwords.hash_password(STAFF_PASSWORD),
+                created_at=now,
+            )
             await s.save()
             await audit.record(actor, "staff.created", "staff", s.id, after={"email": email, "roles": roles})
             created["staff"] += 1
@@ -56,32 +62,52 @@ async def load_demo() -> dict[str, int]:
                 continue
             since = now - timedelta(days=60 - i * 5)
             c = Client(
-                email=email, first_name=first, last_name=last, country=country, stage=stage, stage_changed_at=since,
-                created_at=since, email_verified_at=None if stage == "lead" else since,
+                email=email,
+                first_name=first,
+                last_name=last,
+                country=country,
+                stage=stage,
+                stage_changed_at=since,
+                created_at=since,
+                email_verified_at=None if stage == "lead" else since,
                 password_hash=None if stage == "lead" else passwords.hash_password(CLIENT_PASSWORD),
             )
             await c.save()
-            await audit.record(actor, "client.created", "client", c.id, after={"email": email, "stage": stage})
+            await audit.record(
+                actor, "client.created", "client", c.id, after={"email": email, "stage": stage}
+            )
             created["clients"] += 1
         for email, code, parent_code in PARTNERS:
             client = await Client.select(Client.id).where(Client.email == email).first()
             if await Partner.exists().where(Partner.client == client["id"]):
                 continue
-            parent = await Partner.select(Partner.id).where(Partner.code == parent_code).first() if parent_code else None
-            p = Partner(client=client["id"], code=code, parent=parent["id"] if parent else None, created_at=now)
+            parent = (
+                await Partner.select(Partner.id).where(Partner.code == parent_code).first()
+                if parent_code
+                else None
+            )
+            p = Partner(
+                client=client["id"], code=code, parent=parent["id"] if parent else None, created_at=now
+            )
             await p.save()
-            await audit.record(actor, "partner.granted", "partner", p.id, after={"client_id": client["id"], "code": code})
+            await audit.record(
+                actor, "partner.granted", "partner", p.id, after={"client_id": client["id"], "code": code}
+            )
             created["partners"] += 1
     return created
 
 
 def print_logins() -> None:
     print("\nDemo logins")
-    print(f"  Staff console  /staff/login   password {STAFF_PASSWORD}  (2FA enrolment with a QR code at first sign-in)")
+    print(
+        f"  Staff console  /staff/login   password {STAFF_PASSWORD}  (2FA enrolment with a QR code at first sign-in)"
+    )
     for email, _name, roles in STAFF:
         print(f"    {email:32} {', '.join(roles)}")
     print(f"  Client portal  /portal/login  password {CLIENT_PASSWORD}")
     for email, *_rest, stage in CLIENTS:
         if stage != "lead":
             print(f"    {email:32} {stage}")
-    print(f"  IB portal      /ib/login      ib@demo.fxcrm.test (master IB), subib@demo.fxcrm.test (sub-IB), password {CLIENT_PASSWORD}")
+    print(
+        f"  IB portal      /ib/login      ib@demo.fxcrm.test (master IB), subib@demo.fxcrm.test (sub-IB), password {CLIENT_PASSWORD}"
+    )

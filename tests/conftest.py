@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import psycopg
 import pytest
-import httpx
 
 from app.core import db
 from app.settings import ROOT, load_settings, use_settings
@@ -34,6 +34,9 @@ def _server_url() -> str:
     if explicit:
         return explicit
     local = "postgresql://postgres@127.0.0.1:5432/postgres"
+    if os.environ.get("FXCRM_TEST_PG") == "embedded":  # what a fresh machine without a server does
+        TEST_VAR.mkdir(parents=True, exist_ok=True)
+        return db.start_embedded(TEST_VAR).replace("/fxcrm?", "/postgres?")
     try:
         with psycopg.connect(local, connect_timeout=3) as conn:
             conn.execute("SELECT 1")
@@ -151,7 +154,9 @@ async def csrf_token(client: httpx.AsyncClient, page: str) -> str:
     return m.group(1)
 
 
-async def post_form(client: httpx.AsyncClient, url: str, data: dict, *, page: str | None = None, htmx: bool = False):
+async def post_form(
+    client: httpx.AsyncClient, url: str, data: dict, *, page: str | None = None, htmx: bool = False
+):
     token = await csrf_token(client, page or url)
     headers = {"HX-Request": "true"} if htmx else {}
     return await client.post(url, data={**data, "_csrf_token": token}, headers=headers)

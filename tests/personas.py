@@ -22,7 +22,13 @@ from app.staff.tables import StaffUser
 
 PASSWORD = "persona-pass-2026"
 TOTP_SECRET = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-STAFF_ROLES = {"admin": ["admin"], "compliance": ["compliance"], "finance": ["finance"], "sales": ["sales"], "dealing": ["dealing"]}
+STAFF_ROLES = {
+    "admin": ["admin"],
+    "compliance": ["compliance"],
+    "finance": ["finance"],
+    "sales": ["sales"],
+    "dealing": ["dealing"],
+}
 
 
 @functools.cache
@@ -47,8 +53,13 @@ class Persona:
 async def make_staff(name: str, roles: list[str], *, totp: bool = True) -> Persona:
     email = f"{name}@staff.test"
     row = StaffUser(
-        email=email, name=name.title(), roles=roles, password_hash=password_hash(), created_at=datetime.now(UTC),
-        totp_secret=TOTP_SECRET if totp else None, totp_enabled=totp,
+        email=email,
+        name=name.title(),
+        roles=roles,
+        password_hash=password_hash(),
+        created_at=datetime.now(UTC),
+        totp_secret=TOTP_SECRET if totp else None,
+        totp_enabled=totp,
     )
     await row.save()
     return Persona(name, "staff", row.id, email, roles)
@@ -58,15 +69,24 @@ async def make_client(name: str, *, stage: str = "registered", verified: bool = 
     email = f"{name.replace('_', '.')}@client.test"
     now = datetime.now(UTC)
     row = Client(
-        email=email, first_name=name.split("_")[0].title(), last_name=name.title(), country="DE", stage=stage,
-        stage_changed_at=now, created_at=now, password_hash=password_hash(), email_verified_at=now if verified else None,
+        email=email,
+        first_name=name.split("_")[0].title(),
+        last_name=name.title(),
+        country="DE",
+        stage=stage,
+        stage_changed_at=now,
+        created_at=now,
+        password_hash=password_hash(),
+        email_verified_at=now if verified else None,
     )
     await row.save()
     return Persona(name, "client", row.id, email)
 
 
 async def make_partner(p: Persona, code: str, parent: Persona | None = None) -> Persona:
-    row = Partner(client=p.id, code=code, parent=parent.partner_id if parent else None, created_at=datetime.now(UTC))
+    row = Partner(
+        client=p.id, code=code, parent=parent.partner_id if parent else None, created_at=datetime.now(UTC)
+    )
     await row.save()
     p.partner_id = row.id
     return p
@@ -80,15 +100,22 @@ async def personas(database: str) -> dict[str, Persona]:
     cast["client_a"] = await make_client("client_a")
     cast["client_b"] = await make_client("client_b")
     cast["ib"] = await make_partner(await make_client("ib_master", stage="active"), "IBTEST")
-    cast["sub_ib"] = await make_partner(await make_client("sub_ib", stage="active"), "IBSUBTEST", parent=cast["ib"])
+    cast["sub_ib"] = await make_partner(
+        await make_client("sub_ib", stage="active"), "IBSUBTEST", parent=cast["ib"]
+    )
     cast["outsider"] = Persona("outsider", "anonymous")
     return cast
 
 
 async def session_for(p: Persona, *, mfa_passed: bool = True) -> str:
     key, _ = await sessions.create(
-        "staff" if p.kind == "staff" else "client", p.id,
-        idle=timedelta(minutes=30), absolute=timedelta(hours=12), mfa_passed=mfa_passed, ip="127.0.0.1", user_agent="pytest",
+        "staff" if p.kind == "staff" else "client",
+        p.id,
+        idle=timedelta(minutes=30),
+        absolute=timedelta(hours=12),
+        mfa_passed=mfa_passed,
+        ip="127.0.0.1",
+        user_agent="pytest",
     )
     return key
 

@@ -43,7 +43,9 @@ class Mailbox:
             if len(found) >= count:
                 return found
             time.sleep(0.1)
-        raise AssertionError(f"no e-mail to {address} within {timeout}s (got {[str(m['To']) for m in self.messages]})")
+        raise AssertionError(
+            f"no e-mail to {address} within {timeout}s (got {[str(m['To']) for m in self.messages]})"
+        )
 
     async def await_for(self, address: str, timeout: float = 20.0, count: int = 1) -> list[EmailMessage]:
         deadline = time.monotonic() + timeout
@@ -128,15 +130,31 @@ def live_server(pg_server: str, template_db: str, session_smtp) -> Iterator[Live
     base = f"http://127.0.0.1:{port}"
     env = {
         **os.environ,
-        "DATABASE_URL": db_url, "SECRET_KEY": SECRET, "SMTP_URL": smtp_url, "APP_ENV": "development",
-        "PORT": str(port), "HOST": "127.0.0.1", "BASE_URL": base, "FXCRM_VAR_DIR": str(TEST_VAR),
+        "DATABASE_URL": db_url,
+        "SECRET_KEY": SECRET,
+        "SMTP_URL": smtp_url,
+        "APP_ENV": "development",
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "BASE_URL": base,
+        "FXCRM_VAR_DIR": str(TEST_VAR),
         "MAIL_FROM": "FX CRM <no-reply@fxcrm.test>",
     }
     log_dir = TEST_VAR / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = [
-        subprocess.Popen([sys.executable, "-m", "app", "web"], env=env, stdout=open(log_dir / "web.log", "w"), stderr=subprocess.STDOUT),
-        subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env, stdout=open(log_dir / "worker.log", "w"), stderr=subprocess.STDOUT),
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "web"],
+            env=env,
+            stdout=open(log_dir / "web.log", "w"),
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "worker"],
+            env=env,
+            stdout=open(log_dir / "worker.log", "w"),
+            stderr=subprocess.STDOUT,
+        ),
     ]
     try:
         _wait_ready(base, procs)

@@ -89,8 +89,17 @@ async def register(form: Registration, actor: Actor) -> int:
             client_id = row.id
             before = None
         await audit.record(
-            Actor(actor.kind if actor.kind != "anonymous" else "client", str(client_id), r.email, actor.ip, actor.user_agent),
-            "client.registered", "client", client_id, before=before,
+            Actor(
+                actor.kind if actor.kind != "anonymous" else "client",
+                str(client_id),
+                r.email,
+                actor.ip,
+                actor.user_agent,
+            ),
+            "client.registered",
+            "client",
+            client_id,
+            before=before,
             after={"stage": "registered", "country": r.country, "email": r.email},
         )
         await auth_service.send_verification_email(client_id, r.email)
@@ -110,9 +119,13 @@ async def get_client_for(viewer: Principal, client_id: int) -> dict[str, Any]:
     """The client if the viewer may see them; 404 otherwise (no hint that the id exists)."""
     if viewer.is_client and viewer.id != client_id:
         raise NotFound("client")
-    row = await Client.select(*[c for c in Client.all_columns() if c._meta.name not in {"password_hash", "totp_secret"}]).where(
-        Client.id == client_id
-    ).first()
+    row = (
+        await Client.select(
+            *[c for c in Client.all_columns() if c._meta.name not in {"password_hash", "totp_secret"}]
+        )
+        .where(Client.id == client_id)
+        .first()
+    )
     if row is None:
         raise NotFound("client")
     return row
@@ -133,16 +146,30 @@ async def dashboard_for(p: Principal) -> dict[str, Any]:
     return row
 
 
-async def list_clients_for(viewer: Principal, *, q: str = "", stage: str = "", limit: int = 100) -> list[dict[str, Any]]:
+async def list_clients_for(
+    viewer: Principal, *, q: str = "", stage: str = "", limit: int = 100
+) -> list[dict[str, Any]]:
     if not viewer.is_staff:
         raise NotFound("client")
-    query = Client.select(
-        Client.id, Client.email, Client.first_name, Client.last_name, Client.country, Client.stage, Client.created_at,
-        Client.email_verified_at,
-    ).order_by(Client.id, ascending=False).limit(limit)
+    query = (
+        Client.select(
+            Client.id,
+            Client.email,
+            Client.first_name,
+            Client.last_name,
+            Client.country,
+            Client.stage,
+            Client.created_at,
+            Client.email_verified_at,
+        )
+        .order_by(Client.id, ascending=False)
+        .limit(limit)
+    )
     if q:
         like = f"%{q.strip()}%"
-        query = query.where(Client.email.ilike(like) | Client.first_name.ilike(like) | Client.last_name.ilike(like))
+        query = query.where(
+            Client.email.ilike(like) | Client.first_name.ilike(like) | Client.last_name.ilike(like)
+        )
     if stage in STAGES:
         query = query.where(Client.stage == stage)
     return await query
@@ -161,10 +188,20 @@ async def send_message(viewer: Principal, client_id: int, subject: str, body: st
         raise FormErrors(errors)
     async with transaction():
         msg = ClientMessage(
-            client=client_id, sender=viewer.id, subject=subject.strip()[:200], body=body.strip(), created_at=datetime.now(UTC)
+            client=client_id,
+            sender=viewer.id,
+            subject=subject.strip()[:200],
+            body=body.strip(),
+            created_at=datetime.now(UTC),
         )
         await msg.save()
-        await audit.record(actor, "client.message_sent", "client", client_id, after={"message_id": msg.id, "subject": msg.subject})
+        await audit.record(
+            actor,
+            "client.message_sent",
+            "client",
+            client_id,
+            after={"message_id": msg.id, "subject": msg.subject},
+        )
         await mail.queue_email(client["email"], "new_message", {"subject": msg.subject})
         await live.publish(f"client:{client_id}", "message.created", message_id=msg.id)
     return int(msg.id)
@@ -172,24 +209,43 @@ async def send_message(viewer: Principal, client_id: int, subject: str, body: st
 
 async def messages_for(p: Principal, client_id: int) -> list[dict[str, Any]]:
     await get_client_for(p, client_id)
-    return await ClientMessage.select(
-        ClientMessage.id, ClientMessage.subject, ClientMessage.body, ClientMessage.created_at, ClientMessage.read_at,
-        ClientMessage.sender.name.as_alias("sender_name"),
-    ).where(ClientMessage.client == client_id).order_by(ClientMessage.id, ascending=False).limit(200)
+    return (
+        await ClientMessage.select(
+            ClientMessage.id,
+            ClientMessage.subject,
+            ClientMessage.body,
+            ClientMessage.created_at,
+            ClientMessage.read_at,
+            ClientMessage.sender.name.as_alias("sender_name"),
+        )
+        .where(ClientMessage.client == client_id)
+        .order_by(ClientMessage.id, ascending=False)
+        .limit(200)
+    )
 
 
 async def message_for(p: Principal, message_id: int) -> dict[str, Any]:
-    row = await ClientMessage.select(
-        ClientMessage.id, ClientMessage.client, ClientMessage.subject, ClientMessage.body, ClientMessage.created_at,
-        ClientMessage.read_at,
-    ).where(ClientMessage.id == message_id).first()
+    row = (
+        await ClientMessage.select(
+            ClientMessage.id,
+            ClientMessage.client,
+            ClientMessage.subject,
+            ClientMessage.body,
+            ClientMessage.created_at,
+            ClientMessage.read_at,
+        )
+        .where(ClientMessage.id == message_id)
+        .first()
+    )
     if row is None or (p.is_client and row["client"] != p.id):
         raise NotFound("message")
     return row
 
 
 async def unread_count(client_id: int) -> int:
-    return await ClientMessage.count().where((ClientMessage.client == client_id) & ClientMessage.read_at.is_null())
+    return await ClientMessage.count().where(
+        (ClientMessage.client == client_id) & ClientMessage.read_at.is_null()
+    )
 
 
 async def mark_read(p: Principal, message_id: int) -> None:

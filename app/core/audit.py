@@ -93,7 +93,11 @@ async def record(
         raise RuntimeError("audit.record() must run inside the transaction of the change it records")
     before, after = await _as_stored(before, after)
     await AuditEvent.raw("SELECT pg_advisory_xact_lock({})", _LOCK_KEY)
-    last = await AuditEvent.select(AuditEvent.seq, AuditEvent.hash).order_by(AuditEvent.seq, ascending=False).first()
+    last = (
+        await AuditEvent.select(AuditEvent.seq, AuditEvent.hash)
+        .order_by(AuditEvent.seq, ascending=False)
+        .first()
+    )
     prev_hash = last["hash"] if last else GENESIS
     row: dict[str, Any] = {
         "seq": (last["seq"] + 1) if last else 1,
@@ -141,20 +145,31 @@ async def verify(batch: int = 5000) -> VerifyResult:
     after_seq = 0
     while True:
         rows = (
-            await AuditEvent.select()
-            .where(AuditEvent.seq > after_seq)
-            .order_by(AuditEvent.seq)
-            .limit(batch)
+            await AuditEvent.select().where(AuditEvent.seq > after_seq).order_by(AuditEvent.seq).limit(batch)
         )
         if not rows:
             return VerifyResult(ok=True, checked=checked)
         for row in rows:
             if row["seq"] != expected_seq:
-                return VerifyResult(False, checked, row["seq"], row["id"], f"expected seq {expected_seq}, found {row['seq']} (a row is missing or was inserted)")
+                return VerifyResult(
+                    False,
+                    checked,
+                    row["seq"],
+                    row["id"],
+                    f"expected seq {expected_seq}, found {row['seq']} (a row is missing or was inserted)",
+                )
             if row["prev_hash"] != prev_hash:
-                return VerifyResult(False, checked, row["seq"], row["id"], "prev_hash does not match the previous row's hash")
+                return VerifyResult(
+                    False, checked, row["seq"], row["id"], "prev_hash does not match the previous row's hash"
+                )
             if chain_hash(prev_hash, row) != row["hash"]:
-                return VerifyResult(False, checked, row["seq"], row["id"], "content does not match its hash (the row was altered)")
+                return VerifyResult(
+                    False,
+                    checked,
+                    row["seq"],
+                    row["id"],
+                    "content does not match its hash (the row was altered)",
+                )
             prev_hash = row["hash"]
             expected_seq += 1
             checked += 1

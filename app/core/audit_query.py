@@ -45,8 +45,12 @@ class AuditFilters:
         from urllib.parse import urlencode
 
         values = {
-            "action": self.action, "actor": self.actor, "subject_type": self.subject_type,
-            "subject_id": self.subject_id, "since": self.since or "", "until": self.until or "",
+            "action": self.action,
+            "actor": self.actor,
+            "subject_type": self.subject_type,
+            "subject_id": self.subject_id,
+            "since": self.since or "",
+            "until": self.until or "",
         } | override
         return urlencode({k: v for k, v in values.items() if v})
 

@@ -31,8 +31,12 @@ async def readyz() -> Response[dict[str, Any]]:
     checks["migrations"] = "ok" if not pending else {"pending": pending}
     h = await jobs.health()
     age = h["last_heartbeat_age"]
-    checks["worker"] = "ok" if age is not None and age <= HEARTBEAT_MAX_AGE else (
-        "no worker heartbeat seen" if age is None else f"last heartbeat {age}s ago"
+    checks["worker"] = (
+        "ok"
+        if age is not None and age <= HEARTBEAT_MAX_AGE
+        else ("no worker heartbeat seen" if age is None else f"last heartbeat {age}s ago")
     )
     ready = all(v == "ok" for v in checks.values())
-    return Response({"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503)
+    return Response(
+        {"status": "ready" if ready else "unready", "checks": checks}, status_code=200 if ready else 503
+    )

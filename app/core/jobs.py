@@ -95,7 +95,11 @@ async def heartbeat(worker_id: str, started_at: datetime, stop: asyncio.Event, e
             await WorkerHeartbeat.raw(
                 "INSERT INTO worker_heartbeats (worker_id, hostname, pid, started_at, seen_at) "
                 "VALUES ({}, {}, {}, {}, {}) ON CONFLICT (worker_id) DO UPDATE SET seen_at = EXCLUDED.seen_at",
-                worker_id, host, pid, started_at, now,
+                worker_id,
+                host,
+                pid,
+                started_at,
+                now,
             )
         except Exception:
             log.exception("worker heartbeat failed")
@@ -114,7 +118,9 @@ async def run_worker(url: str, concurrency: int = 8) -> None:
     stop = asyncio.Event()
     worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
     beat = asyncio.create_task(heartbeat(worker_id, datetime.now(UTC), stop))
-    worker = Worker(queue, functions=list(_functions.values()), cron_jobs=list(_crons), concurrency=concurrency)
+    worker = Worker(
+        queue, functions=list(_functions.values()), cron_jobs=list(_crons), concurrency=concurrency
+    )
     try:
         await worker.start()
     finally:
@@ -127,9 +133,11 @@ async def health() -> dict[str, Any]:
     """Queue figures for the admin console and /readyz."""
     from app.core.tables import WorkerHeartbeat
 
-    rows = await db.fetch(
-        "SELECT status, count(*) AS n FROM saq_jobs WHERE queue = {} GROUP BY status", "fxcrm"
-    ) if await _table_exists("saq_jobs") else []
+    rows = (
+        await db.fetch("SELECT status, count(*) AS n FROM saq_jobs WHERE queue = {} GROUP BY status", "fxcrm")
+        if await _table_exists("saq_jobs")
+        else []
+    )
     counts = {r["status"]: r["n"] for r in rows}
     workers = await WorkerHeartbeat.select().order_by(WorkerHeartbeat.seen_at, ascending=False).limit(20)
     now = datetime.now(UTC)

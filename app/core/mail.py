@@ -114,9 +114,9 @@ async def deliver(email_id: int) -> str:
             log.error("giving up on e-mail %s: %s", email_id, exc)
             return "failed"
         raise
-    await OutboundEmail.update({OutboundEmail.status: "sent", OutboundEmail.sent_at: datetime.now(UTC)}).where(
-        OutboundEmail.id == email_id
-    )
+    await OutboundEmail.update(
+        {OutboundEmail.status: "sent", OutboundEmail.sent_at: datetime.now(UTC)}
+    ).where(OutboundEmail.id == email_id)
     return "sent"
 
 
@@ -146,11 +146,21 @@ async def deliver_safely(email_id: int) -> None:
 
 
 async def recent(limit: int = 200) -> list[dict]:
-    return await OutboundEmail.select(
-        OutboundEmail.id, OutboundEmail.to_addr, OutboundEmail.subject, OutboundEmail.template,
-        OutboundEmail.status, OutboundEmail.attempts, OutboundEmail.created_at, OutboundEmail.sent_at,
-        OutboundEmail.last_error,
-    ).order_by(OutboundEmail.id, ascending=False).limit(limit)
+    return (
+        await OutboundEmail.select(
+            OutboundEmail.id,
+            OutboundEmail.to_addr,
+            OutboundEmail.subject,
+            OutboundEmail.template,
+            OutboundEmail.status,
+            OutboundEmail.attempts,
+            OutboundEmail.created_at,
+            OutboundEmail.sent_at,
+            OutboundEmail.last_error,
+        )
+        .order_by(OutboundEmail.id, ascending=False)
+        .limit(limit)
+    )
 
 
 async def get(email_id: int) -> dict | None:

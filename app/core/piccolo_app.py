@@ -17,7 +17,15 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations" / "core"
 APP_CONFIG = AppConfig(
     app_name="core",
     migrations_folder_path=str(MIGRATIONS),
-    table_classes=[AuditEvent, WebSession, LoginAttempt, OneTimeToken, RecoveryCode, OutboundEmail, WorkerHeartbeat],
+    table_classes=[
+        AuditEvent,
+        WebSession,
+        LoginAttempt,
+        OneTimeToken,
+        RecoveryCode,
+        OutboundEmail,
+        WorkerHeartbeat,
+    ],
     migration_dependencies=[],
     commands=[],
 )

@@ -72,7 +72,13 @@ def redirect(request: Request, url: str) -> Response:
 def safe_next(value: str | None, default: str) -> str:
     """Only local paths: an open redirect would turn our login page into a phishing tool."""
     # Browsers drop tabs and newlines from URLs, so "/\t/evil.example" would become "//evil.example".
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value and value.isprintable():
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and value.isprintable()
+    ):
         return value
     return default
 
@@ -122,7 +128,10 @@ def _error_page(request: Request, status: int, title: str, message: str) -> Resp
 
 
 def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "").split(",")[0]
+    return (
+        request.url.path.startswith("/api/")
+        or "application/json" in request.headers.get("accept", "").split(",")[0]
+    )
 
 
 def on_login_required(request: Request, exc: LoginRequired) -> Response:
@@ -139,7 +148,9 @@ def on_forbidden(request: Request, exc: PermissionDeniedException) -> Response:
     detail = str(exc.detail or "")
     if "csrf" in detail.lower():
         return _error_page(
-            request, 403, "This form has expired",
+            request,
+            403,
+            "This form has expired",
             "For your security the form could not be accepted (its security token is missing or out of date). "
             "Go back, reload the page and submit it again; nothing was changed.",
         )
@@ -156,7 +167,9 @@ def on_not_found(request: Request, exc: NotFoundException) -> Response:
 
 def on_http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 413:
-        return _error_page(request, 413, "Too large", "What you sent is larger than we accept. Nothing was saved.")
+        return _error_page(
+            request, 413, "Too large", "What you sent is larger than we accept. Nothing was saved."
+        )
     if exc.status_code == 401:
         return _error_page(request, 401, "Please sign in", str(exc.detail or "Please sign in."))
     if exc.status_code == 405:
@@ -164,12 +177,16 @@ def on_http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code >= 500:
         log.error("HTTP %s on %s: %s", exc.status_code, request.url.path, exc.detail)
         return _error_page(request, exc.status_code, "Something went wrong", "Please try again in a moment.")
-    return _error_page(request, exc.status_code, "Request not accepted", str(exc.detail or "The request was not accepted."))
+    return _error_page(
+        request, exc.status_code, "Request not accepted", str(exc.detail or "The request was not accepted.")
+    )
 
 
 def on_server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return _error_page(request, 500, "Something went wrong", "Please try again in a moment. Nothing half-done was kept.")
+    return _error_page(
+        request, 500, "Something went wrong", "Please try again in a moment. Nothing half-done was kept."
+    )
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {

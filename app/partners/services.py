@@ -20,7 +20,9 @@ def _new_code() -> str:
     return "IB" + secrets.token_hex(3).upper()
 
 
-async def grant_partner_status(client_id: int, actor: Actor, *, parent_id: int | None = None, code: str | None = None) -> int:
+async def grant_partner_status(
+    client_id: int, actor: Actor, *, parent_id: int | None = None, code: str | None = None
+) -> int:
     """Make a client an IB (optionally under a master IB). Idempotent per client."""
     existing = await Partner.select(Partner.id).where(Partner.client == client_id).first()
     if existing:
@@ -30,10 +32,22 @@ async def grant_partner_status(client_id: int, actor: Actor, *, parent_id: int |
     if parent_id is not None and not await Partner.exists().where(Partner.id == parent_id):
         raise FormErrors({"parent": "That master IB does not exist."})
     async with transaction():
-        row = Partner(client=client_id, code=code or _new_code(), parent=parent_id, status="active", created_at=datetime.now(UTC))
+        row = Partner(
+            client=client_id,
+            code=code or _new_code(),
+            parent=parent_id,
+            status="active",
+            created_at=datetime.now(UTC),
+        )
         await row.save()
         await sessions.changed(user_kind="client", user_id=client_id)
-        await audit.record(actor, "partner.granted", "partner", row.id, after={"client_id": client_id, "parent_id": parent_id, "code": row.code})
+        await audit.record(
+            actor,
+            "partner.granted",
+            "partner",
+            row.id,
+            after={"client_id": client_id, "parent_id": parent_id, "code": row.code},
+        )
         await live.publish(f"client:{client_id}", "partner.changed", partner_id=row.id)
     return int(row.id)
 
@@ -41,7 +55,11 @@ async def grant_partner_status(client_id: int, actor: Actor, *, parent_id: int |
 async def partner_for(p: Principal) -> dict[str, Any]:
     if p.partner_id is None:
         raise NotFound("partner")
-    row = await Partner.select(Partner.all_columns(), Partner.client.email.as_alias("email")).where(Partner.id == p.partner_id).first()
+    row = (
+        await Partner.select(Partner.all_columns(), Partner.client.email.as_alias("email"))
+        .where(Partner.id == p.partner_id)
+        .first()
+    )
     if row is None:
         raise NotFound("partner")
     return row
@@ -67,7 +85,12 @@ async def list_partners_for(viewer: Principal) -> list[dict[str, Any]]:
     if not viewer.is_staff:
         raise NotFound("partner")
     return await Partner.select(
-        Partner.id, Partner.code, Partner.status, Partner.created_at, Partner.client.email.as_alias("email"),
-        Partner.client.first_name.as_alias("first_name"), Partner.client.last_name.as_alias("last_name"),
+        Partner.id,
+        Partner.code,
+        Partner.status,
+        Partner.created_at,
+        Partner.client.email.as_alias("email"),
+        Partner.client.first_name.as_alias("first_name"),
+        Partner.client.last_name.as_alias("last_name"),
         Partner.parent.code.as_alias("parent_code"),
     ).order_by(Partner.id)

@@ -56,6 +56,10 @@ def staff_nav(request: Any) -> list[dict[str, Any]]:
         return []
     path = request.scope["path"]
     return [
-        {"label": s.label, "url": s.url, "active": path == s.url or (s.url != "/staff" and path.startswith(s.url + "/"))}
+        {
+            "label": s.label,
+            "url": s.url,
+            "active": path == s.url or (s.url != "/staff" and path.startswith(s.url + "/")),
+        }
         for s in _sections_for(p.roles)
     ]

@@ -12,7 +12,6 @@ from app.core.auth.principal import Principal
 from app.core.tables import AuditEvent
 from app.partners.tables import Partner
 
-
 # The overview is the console's landing page, opened constantly and refreshed every 30 s by
 # every open console; its figures may be a few seconds old, so one computation serves them all.
 CACHE_SECONDS = 5.0

@@ -45,8 +45,13 @@ def _validate(form: StaffForm, *, creating: bool) -> dict[str, str]:
 async def list_staff(actor: Principal) -> list[dict[str, Any]]:
     _require_admin(actor)
     return await StaffUser.select(
-        StaffUser.id, StaffUser.email, StaffUser.name, StaffUser.roles, StaffUser.is_active,
-        StaffUser.totp_enabled, StaffUser.last_login_at,
+        StaffUser.id,
+        StaffUser.email,
+        StaffUser.name,
+        StaffUser.roles,
+        StaffUser.is_active,
+        StaffUser.totp_enabled,
+        StaffUser.last_login_at,
     ).order_by(StaffUser.name)
 
 
@@ -70,11 +75,16 @@ async def create_staff(form: StaffForm, actor: Actor, *, by: Principal | None) -
         raise FormErrors(errors)
     async with transaction():
         row = StaffUser(
-            email=form.email, name=form.name.strip(), roles=sorted(set(form.roles)),
-            password_hash=passwords.hash_password(form.password), created_at=datetime.now(UTC),
+            email=form.email,
+            name=form.name.strip(),
+            roles=sorted(set(form.roles)),
+            password_hash=passwords.hash_password(form.password),
+            created_at=datetime.now(UTC),
         )
         await row.save()
-        await audit.record(actor, "staff.created", "staff", row.id, after={"email": row.email, "roles": row.roles})
+        await audit.record(
+            actor, "staff.created", "staff", row.id, after={"email": row.email, "roles": row.roles}
+        )
     return int(row.id)
 
 
@@ -88,12 +98,28 @@ async def update_staff(by: Principal, staff_id: int, form: StaffForm, actor: Act
     if errors:
         raise FormErrors(errors)
     async with transaction():
-        await StaffUser.update({StaffUser.name: form.name.strip(), StaffUser.roles: roles}).where(StaffUser.id == staff_id)
+        await StaffUser.update({StaffUser.name: form.name.strip(), StaffUser.roles: roles}).where(
+            StaffUser.id == staff_id
+        )
         await sessions.changed(user_kind="staff", user_id=staff_id)
         if sorted(before["roles"]) != roles:
-            await audit.record(actor, "staff.roles_changed", "staff", staff_id, before={"roles": sorted(before["roles"])}, after={"roles": roles})
+            await audit.record(
+                actor,
+                "staff.roles_changed",
+                "staff",
+                staff_id,
+                before={"roles": sorted(before["roles"])},
+                after={"roles": roles},
+            )
         if before["name"] != form.name.strip():
-            await audit.record(actor, "staff.updated", "staff", staff_id, before={"name": before["name"]}, after={"name": form.name.strip()})
+            await audit.record(
+                actor,
+                "staff.updated",
+                "staff",
+                staff_id,
+                before={"name": before["name"]},
+                after={"name": form.name.strip()},
+            )
 
 
 async def set_active(by: Principal, staff_id: int, active: bool, actor: Actor) -> None:
@@ -108,8 +134,12 @@ async def set_active(by: Principal, staff_id: int, active: bool, actor: Actor) -
         if not active:
             ended = await sessions.revoke_all("staff", staff_id)
         await audit.record(
-            actor, "staff.activated" if active else "staff.deactivated", "staff", staff_id,
-            before={"is_active": before["is_active"]}, after={"is_active": active, "sessions_ended": len(ended)},
+            actor,
+            "staff.activated" if active else "staff.deactivated",
+            "staff",
+            staff_id,
+            before={"is_active": before["is_active"]},
+            after={"is_active": active, "sessions_ended": len(ended)},
         )
         for s in ended:
             await live.publish(f"session:{s}", "session.ended")
@@ -120,7 +150,9 @@ async def reset_second_factor(by: Principal, staff_id: int, actor: Actor) -> Non
     _require_admin(by)
     await get_staff_for(by, staff_id)
     async with transaction():
-        await StaffUser.update({StaffUser.totp_enabled: False, StaffUser.totp_secret: None}).where(StaffUser.id == staff_id)
+        await StaffUser.update({StaffUser.totp_enabled: False, StaffUser.totp_secret: None}).where(
+            StaffUser.id == staff_id
+        )
         ended = await sessions.revoke_all("staff", staff_id)
         await audit.record(actor, "auth.2fa_reset", "staff", staff_id, after={"sessions_ended": len(ended)})
         for s in ended:

@@ -177,8 +177,16 @@ async def test_the_header_counter_loads_for_pages_that_do_not_compute_it(client,
     from app.core.auth.principal import Principal
 
     a = personas["client_a"]
-    sales = Principal(kind="staff", id=personas["sales"].id, email="sales@staff.test", name="S", session_id=0,
-                      mfa_passed=True, totp_enabled=True, roles=frozenset({"sales"}))
+    sales = Principal(
+        kind="staff",
+        id=personas["sales"].id,
+        email="sales@staff.test",
+        name="S",
+        session_id=0,
+        mfa_passed=True,
+        totp_enabled=True,
+        roles=frozenset({"sales"}),
+    )
     await services.send_message(sales, a.id, "Hello", "Body", Actor.system("test"))
     await sign_in(client, a)
     page = await client.get("/portal/settings")

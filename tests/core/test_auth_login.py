@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-
 import hashlib
 import json
 
@@ -296,8 +295,13 @@ async def test_a_remembered_session_is_refused_once_its_idle_deadline_passes(cli
     from datetime import timedelta
 
     key, _ = await sessions.create(
-        "client", personas["client_a"].id, idle=timedelta(seconds=1), absolute=timedelta(hours=1),
-        mfa_passed=True, ip="127.0.0.1", user_agent="pytest",
+        "client",
+        personas["client_a"].id,
+        idle=timedelta(seconds=1),
+        absolute=timedelta(hours=1),
+        mfa_passed=True,
+        ip="127.0.0.1",
+        user_agent="pytest",
     )
     client.cookies.set(sessions.COOKIE, key)
     assert (await client.get("/portal")).status_code == 200  # now in the in-process cache
@@ -320,10 +324,21 @@ async def test_a_role_change_applies_to_the_next_request_despite_the_session_cac
     admin_row = await StaffUser.select().where(StaffUser.id == personas["admin"].id).first()
     from app.core.auth.principal import Principal
 
-    admin = Principal(kind="staff", id=admin_row["id"], email=admin_row["email"], name="Admin", session_id=0,
-                      mfa_passed=True, totp_enabled=True, roles=frozenset({"admin"}))
+    admin = Principal(
+        kind="staff",
+        id=admin_row["id"],
+        email=admin_row["email"],
+        name="Admin",
+        session_id=0,
+        mfa_passed=True,
+        totp_enabled=True,
+        roles=frozenset({"admin"}),
+    )
     await staff_services.update_staff(
-        admin, compliance.id, staff_services.StaffForm(name="Compliance", roles=["compliance", "finance"]), Actor.system("test")
+        admin,
+        compliance.id,
+        staff_services.StaffForm(name="Compliance", roles=["compliance", "finance"]),
+        Actor.system("test"),
     )
     assert (await client.get("/staff/funding")).status_code == 200
 

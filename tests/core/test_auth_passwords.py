@@ -322,9 +322,19 @@ async def test_it_throttles_wrong_current_passwords_in_settings(client, personas
 
     await sign_in(client, personas["client_a"])
     for _ in range(5):
-        r = await post_form(client, "/portal/settings/password", {"current_password": "wrong-guess-123", "new_password": "a-new-strong-pass-42"}, page="/portal/settings")
+        r = await post_form(
+            client,
+            "/portal/settings/password",
+            {"current_password": "wrong-guess-123", "new_password": "a-new-strong-pass-42"},
+            page="/portal/settings",
+        )
         assert "current password is not correct" in r.text
-    r = await post_form(client, "/portal/settings/password", {"current_password": "persona-pass-2026", "new_password": "a-new-strong-pass-42"}, page="/portal/settings")
+    r = await post_form(
+        client,
+        "/portal/settings/password",
+        {"current_password": "persona-pass-2026", "new_password": "a-new-strong-pass-42"},
+        page="/portal/settings",
+    )
     assert r.status_code == 422 and "Too many failed" in r.text
 
 
@@ -336,7 +346,16 @@ async def test_a_lead_without_a_password_gets_no_reset_link(client, database):
     from tests.conftest import post_form
 
     now = datetime.now(UTC)
-    await Client.insert(Client(email="lead@client.test", first_name="L", last_name="Lead", stage="lead", stage_changed_at=now, created_at=now))
+    await Client.insert(
+        Client(
+            email="lead@client.test",
+            first_name="L",
+            last_name="Lead",
+            stage="lead",
+            stage_changed_at=now,
+            created_at=now,
+        )
+    )
     r = await post_form(client, "/portal/forgot", {"email": "lead@client.test"})
     assert r.status_code == 200 and "If an account exists" in r.text
     assert await OutboundEmail.count() == 0

@@ -171,7 +171,11 @@ async def test_the_sweep_recovers_a_message_stuck_in_sending_after_a_crash(smtp)
     # is being sent right now: the sweep must not send it a second time.
     fresh = await queue_one("ben@client.test")
     await OutboundEmail.update(
-        {OutboundEmail.status: "sending", OutboundEmail.created_at: long_ago, OutboundEmail.claimed_at: datetime.now(UTC)}
+        {
+            OutboundEmail.status: "sending",
+            OutboundEmail.created_at: long_ago,
+            OutboundEmail.claimed_at: datetime.now(UTC),
+        }
     ).where(OutboundEmail.id == fresh)
     await mail.sweep_outbox({})
     assert [str(m["To"]) for m in smtp.messages] == ["anna@client.test"]

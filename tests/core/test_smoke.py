@@ -10,7 +10,9 @@ async def test_it_serves_the_login_pages(client):
 
 
 async def test_a_client_signs_in_with_the_form(client, personas):
-    r = await post_form(client, "/portal/login", {"email": "client.a@client.test", "password": "persona-pass-2026"})
+    r = await post_form(
+        client, "/portal/login", {"email": "client.a@client.test", "password": "persona-pass-2026"}
+    )
     assert r.status_code in (302, 303)
     assert r.headers["location"].endswith("/portal")
     r = await client.get("/portal")

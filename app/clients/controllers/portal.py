@@ -29,17 +29,27 @@ class PortalAuth(AuthPages):
     async def register(self, request: Request) -> Response:
         data = await form_data(request)
         form = services.Registration(
-            first_name=data.get("first_name", ""), last_name=data.get("last_name", ""), email=data.get("email", ""),
-            country=data.get("country", ""), password=data.get("password", ""), accept_terms=data.get("accept_terms") == "on",
+            first_name=data.get("first_name", ""),
+            last_name=data.get("last_name", ""),
+            email=data.get("email", ""),
+            country=data.get("country", ""),
+            password=data.get("password", ""),
+            accept_terms=data.get("accept_terms") == "on",
         )
         try:
             await services.register(form, actor_of(request))
         except FormErrors as exc:
             values = {k: v for k, v in data.items() if k != "password"}
-            return Template("portal/register.html", context={"values": values, "errors": exc.errors}, status_code=422)
+            return Template(
+                "portal/register.html", context={"values": values, "errors": exc.errors}, status_code=422
+            )
         try:
             outcome = await auth_service.login(
-                "portal", form.email, form.password, ip=client_ip(request), user_agent=request.headers.get("user-agent", "")
+                "portal",
+                form.email,
+                form.password,
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent", ""),
             )
         except auth_service.AuthError:  # the account exists; e.g. this address is throttled: sign in later
             return redirect(request, "/portal/login")
@@ -50,7 +60,9 @@ class PortalAuth(AuthPages):
         try:
             await auth_service.verify_email(token, actor_of(request))
         except auth_service.AuthError as exc:
-            return Template("portal/verified.html", context={"ok": False, "message": exc.message}, status_code=400)
+            return Template(
+                "portal/verified.html", context={"ok": False, "message": exc.message}, status_code=400
+            )
         return Template("portal/verified.html", context={"ok": True})
 
 
@@ -62,7 +74,6 @@ class PortalSecondFactor(SecondFactorPages):
     after = "/portal"
 
 
-
 class PortalPages(Controller):
     path = "/"
 
@@ -70,7 +81,10 @@ class PortalPages(Controller):
     async def dashboard(self, request: Request, welcome: int = 0, resent: int = 0) -> Template:
         p = principal(request)
         client = await services.dashboard_for(p)
-        return Template("portal/dashboard.html", context={"client": client, "welcome": welcome, "resent": resent, "unread": client["unread"]})
+        return Template(
+            "portal/dashboard.html",
+            context={"client": client, "welcome": welcome, "resent": resent, "unread": client["unread"]},
+        )
 
     @post("/verify/resend")
     async def resend(self, request: Request) -> Response:
@@ -82,13 +96,17 @@ class PortalPages(Controller):
     @get("/unread")
     async def unread(self, request: Request) -> Template:
         """The header's counter, loaded by pages that do not compute it themselves."""
-        return Template("portal/_unread.html", context={"unread": await services.unread_count(principal(request).id)})
+        return Template(
+            "portal/_unread.html", context={"unread": await services.unread_count(principal(request).id)}
+        )
 
     @get("/messages")
     async def messages(self, request: Request) -> Template:
         p = principal(request)
         rows = await services.messages_for(p, p.id)
-        return render(request, "portal/messages.html", {"messages": rows}, partial="portal/_message_list.html")
+        return render(
+            request, "portal/messages.html", {"messages": rows}, partial="portal/_message_list.html"
+        )
 
     @get("/messages/{message_id:int}")
     async def message(self, request: Request, message_id: int) -> Template:
@@ -106,16 +124,28 @@ class PortalPages(Controller):
         data = await form_data(request)
         p = principal(request)
         try:
-            key, _ = await auth_service.change_password(p, data.get("current_password", ""), data.get("new_password", ""), actor_of(request))
+            key, _ = await auth_service.change_password(
+                p, data.get("current_password", ""), data.get("new_password", ""), actor_of(request)
+            )
         except auth_service.AuthError as exc:
-            return Template("portal/settings.html", context={"errors": {exc.field or "__all__": exc.message}}, status_code=422)
+            return Template(
+                "portal/settings.html",
+                context={"errors": {exc.field or "__all__": exc.message}},
+                status_code=422,
+            )
         return set_session_cookie(redirect(request, "/portal/settings?changed=1"), key)
 
     @post("/settings/2fa/disable")
     async def disable_2fa(self, request: Request) -> Response:
         data = await form_data(request)
         try:
-            await auth_service.disable_second_factor(principal(request), data.get("password", ""), actor_of(request))
+            await auth_service.disable_second_factor(
+                principal(request), data.get("password", ""), actor_of(request)
+            )
         except auth_service.AuthError as exc:
-            return Template("portal/settings.html", context={"errors": {"disable_" + (exc.field or "password"): exc.message}}, status_code=422)
+            return Template(
+                "portal/settings.html",
+                context={"errors": {"disable_" + (exc.field or "password"): exc.message}},
+                status_code=422,
+            )
         return redirect(request, "/portal/settings")

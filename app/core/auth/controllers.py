@@ -18,7 +18,12 @@ from app.settings import get_settings
 def set_session_cookie(response: Response, key: str, path: str = "/") -> Response:
     sec = get_settings().security
     response.set_cookie(
-        COOKIE, key, path=path, httponly=True, secure=sec.cookie_secure, samesite="lax",
+        COOKIE,
+        key,
+        path=path,
+        httponly=True,
+        secure=sec.cookie_secure,
+        samesite="lax",
         max_age=sec.session_absolute_hours * 3600,
     )
     return response
@@ -39,11 +44,22 @@ class AuthPages(Controller):
     reset_base: ClassVar[str] = "/portal"
 
     def _ctx(self, **extra: Any) -> dict[str, Any]:
-        return {"base": self.base, "heading": self.heading, "reset_base": self.reset_base, "errors": {}, "values": {}, **extra}
+        return {
+            "base": self.base,
+            "heading": self.heading,
+            "reset_base": self.reset_base,
+            "errors": {},
+            "values": {},
+            **extra,
+        }
 
     @get("/login")
     async def login_form(self, request: Request, next: str | None = None) -> Template:
-        notice = "Your password was changed. Sign in with the new one." if request.query_params.get("reset") else ""
+        notice = (
+            "Your password was changed. Sign in with the new one."
+            if request.query_params.get("reset")
+            else ""
+        )
         return Template("auth/login.html", context=self._ctx(next=next, notice=notice))
 
     @post("/login")
@@ -51,13 +67,18 @@ class AuthPages(Controller):
         data = await form_data(request)
         try:
             outcome = await service.login(
-                self.portal, data.get("email", ""), data.get("password", ""),
-                ip=client_ip(request), user_agent=request.headers.get("user-agent", ""),
+                self.portal,
+                data.get("email", ""),
+                data.get("password", ""),
+                ip=client_ip(request),
+                user_agent=request.headers.get("user-agent", ""),
             )
         except service.AuthError as exc:
             return Template(
                 "auth/login.html",
-                context=self._ctx(next=next, errors={"__all__": exc.message}, values={"email": data.get("email", "")}),
+                context=self._ctx(
+                    next=next, errors={"__all__": exc.message}, values={"email": data.get("email", "")}
+                ),
                 status_code=422,
             )
         target = safe_next(next, self.home)
@@ -84,7 +105,11 @@ class AuthPages(Controller):
         data = await form_data(request)
         email = data.get("email", "").strip()
         if "@" not in email:
-            return Template("auth/forgot.html", context=self._ctx(errors={"email": "Enter your e-mail address."}, values=data), status_code=422)
+            return Template(
+                "auth/forgot.html",
+                context=self._ctx(errors={"email": "Enter your e-mail address."}, values=data),
+                status_code=422,
+            )
         await service.request_password_reset(self.portal, email, actor_of(request))
         return Template("auth/forgot.html", context=self._ctx(sent=True))
 
@@ -144,7 +169,16 @@ class SecondFactorPages(Controller):
         if p.totp_enabled:
             return redirect(request, self.after)
         secret, qr = await service.start_enrolment(p)
-        return Template("auth/enrol.html", context={"base": self.base, "secret": secret, "qr": qr, "errors": {}, "mandatory": self.mandatory})
+        return Template(
+            "auth/enrol.html",
+            context={
+                "base": self.base,
+                "secret": secret,
+                "qr": qr,
+                "errors": {},
+                "mandatory": self.mandatory,
+            },
+        )
 
     @post("/2fa/setup")
     async def enrol(self, request: Request) -> Response:
@@ -159,7 +193,13 @@ class SecondFactorPages(Controller):
             secret, qr = await service.start_enrolment(p)
             return Template(
                 "auth/enrol.html",
-                context={"base": self.base, "secret": secret, "qr": qr, "errors": {"code": exc.message}, "mandatory": self.mandatory},
+                context={
+                    "base": self.base,
+                    "secret": secret,
+                    "qr": qr,
+                    "errors": {"code": exc.message},
+                    "mandatory": self.mandatory,
+                },
                 status_code=422,
             )
         return Template("auth/recovery_codes.html", context={"codes": codes, "continue_url": self.after})

@@ -85,7 +85,9 @@ async def partner_guard(connection: ASGIConnection, handler: BaseRouteHandler) -
     if p.totp_enabled and not p.mfa_passed:
         raise SecondFactorRequired(f"/portal/2fa?next={_next(connection)}")
     if not p.is_partner:
-        raise PermissionDeniedException("Your account has no partner (IB) status. Ask your account manager to become a partner.")
+        raise PermissionDeniedException(
+            "Your account has no partner (IB) status. Ask your account manager to become a partner."
+        )
 
 
 def requires_roles(*roles: str) -> Callable[[ASGIConnection, BaseRouteHandler], Awaitable[None]]:

@@ -5,17 +5,40 @@ from __future__ import annotations
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID)
+_hasher = PasswordHasher(
+    time_cost=2, memory_cost=19 * 1024, parallelism=1, hash_len=32, salt_len=16, type=Type.ID
+)
 
 # A dummy hash verified when the account does not exist, so timing does not reveal which
 # e-mail addresses have accounts.
 _DUMMY = _hasher.hash("not-a-real-password-just-for-timing")
 
 COMMON = {
-    "password", "password1", "password123", "123456789", "1234567890", "qwertyuiop", "iloveyou",
-    "letmein123", "welcome123", "admin12345", "passw0rd", "qwerty123", "trustno1", "11111111",
-    "abc123456", "football", "baseball", "monkey123", "dragon123", "sunshine1", "princess1",
-    "changeme", "changeme123", "forex12345", "trading123",
+    "password",
+    "password1",
+    "password123",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "iloveyou",
+    "letmein123",
+    "welcome123",
+    "admin12345",
+    "passw0rd",
+    "qwerty123",
+    "trustno1",
+    "11111111",
+    "abc123456",
+    "football",
+    "baseball",
+    "monkey123",
+    "dragon123",
+    "sunshine1",
+    "princess1",
+    "changeme",
+    "changeme123",
+    "forex12345",
+    "trading123",
 }
 
 MIN_LENGTH = 10
@@ -25,7 +48,12 @@ def configure(memory_kib: int, time_cost: int, parallelism: int) -> None:
     """Raise the cost parameters (existing hashes are upgraded at their next login)."""
     global _hasher
     _hasher = PasswordHasher(
-        time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, hash_len=32, salt_len=16, type=Type.ID
+        time_cost=time_cost,
+        memory_cost=memory_kib,
+        parallelism=parallelism,
+        hash_len=32,
+        salt_len=16,
+        type=Type.ID,
     )
 
 

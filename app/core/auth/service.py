@@ -58,14 +58,22 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
         raise AuthError("Enter your e-mail and password.")
     try:
         await throttle.check(
-            portal, email, ip,
+            portal,
+            email,
+            ip,
             max_account=settings.login_max_failures_account,
             max_ip=settings.login_max_failures_ip,
             window=timedelta(minutes=settings.login_window_minutes),
         )
     except throttle.Throttled as exc:
         async with transaction():
-            await audit.record(Actor("anonymous", None, email, ip, user_agent), "auth.login_throttled", kind, None, after={"portal": portal})
+            await audit.record(
+                Actor("anonymous", None, email, ip, user_agent),
+                "auth.login_throttled",
+                kind,
+                None,
+                after={"portal": portal},
+            )
         raise AuthError(str(exc)) from exc
     user = await table.select().where(table.email == email).first()  # type: ignore[attr-defined]
     ok = passwords.verify_password(user["password_hash"] if user else None, password)
@@ -73,8 +81,11 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
         async with transaction():
             await throttle.note(portal, email, ip, success=False)
             await audit.record(
-                Actor("anonymous", None, email, ip, user_agent), "auth.login_failed", kind,
-                user["id"] if user else None, after={"portal": portal},
+                Actor("anonymous", None, email, ip, user_agent),
+                "auth.login_failed",
+                kind,
+                user["id"] if user else None,
+                after={"portal": portal},
             )
         raise AuthError(GENERIC_LOGIN_ERROR)
     async with transaction():
@@ -83,21 +94,31 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
             updates[table.password_hash] = passwords.hash_password(password)  # type: ignore[attr-defined]
         await table.update(updates).where(table.id == user["id"])
         key, sid = await sessions.create(
-            kind, user["id"],
+            kind,
+            user["id"],
             idle=timedelta(minutes=settings.session_idle_minutes),
             absolute=timedelta(hours=settings.session_absolute_hours),
             mfa_passed=not user["totp_enabled"] and kind == "client",
-            ip=ip, user_agent=user_agent,
+            ip=ip,
+            user_agent=user_agent,
         )
         await throttle.note(portal, email, ip, success=True)
-        if not user["totp_enabled"]:  # else the second factor clears them: a password alone must not reset the count
+        if not user[
+            "totp_enabled"
+        ]:  # else the second factor clears them: a password alone must not reset the count
             await throttle.clear_account(portal, email)
         await audit.record(
-            Actor(kind, str(user["id"]), email, ip, user_agent), "auth.login", kind, user["id"],
+            Actor(kind, str(user["id"]), email, ip, user_agent),
+            "auth.login",
+            kind,
+            user["id"],
             after={"portal": portal, "session": sid, "second_factor_pending": bool(user["totp_enabled"])},
         )
     return LoginOutcome(
-        session_key=key, session_id=sid, user_kind=kind, user_id=user["id"],
+        session_key=key,
+        session_id=sid,
+        user_kind=kind,
+        user_id=user["id"],
         needs_second_factor=bool(user["totp_enabled"]),
         needs_enrolment=kind == "staff" and not user["totp_enabled"],
     )
@@ -106,7 +127,9 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
 async def logout(principal: Principal, actor: Actor) -> None:
     async with transaction():
         await sessions.revoke(principal.session_id)
-        await audit.record(actor, "auth.logout", principal.kind, principal.id, after={"session": principal.session_id})
+        await audit.record(
+            actor, "auth.logout", principal.kind, principal.id, after={"session": principal.session_id}
+        )
         await live.publish(f"session:{principal.session_id}", "session.ended")
 
 
@@ -117,8 +140,11 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
     ip = actor.ip or ""
     try:
         await throttle.check(
-            portal, principal.email, ip,
-            max_account=settings.login_max_failures_account, max_ip=settings.login_max_failures_ip,
+            portal,
+            principal.email,
+            ip,
+            max_account=settings.login_max_failures_account,
+            max_ip=settings.login_max_failures_ip,
             window=timedelta(minutes=settings.login_window_minutes),
         )
     except throttle.Throttled as exc:
@@ -131,16 +157,26 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
             step = totp.matching_step(user["totp_secret"], code, user["totp_last_step"])
             if step is not None:
                 # Conditional update: a code raced by two requests is accepted by one only.
-                updated = await table.update({table.totp_last_step: step}).where(  # type: ignore[attr-defined]
-                    (table.id == principal.id) & (table.totp_last_step < step)  # type: ignore[attr-defined]
-                ).returning(table.id)
+                updated = (
+                    await table.update({table.totp_last_step: step})
+                    .where(  # type: ignore[attr-defined]
+                        (table.id == principal.id) & (table.totp_last_step < step)  # type: ignore[attr-defined]
+                    )
+                    .returning(table.id)
+                )
                 if updated:
                     accepted_by = "totp"
             elif "-" in code:
-                used = await RecoveryCode.update({RecoveryCode.used_at: datetime.now(UTC)}).where(
-                    (RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id)
-                    & (RecoveryCode.code_hash == totp.hash_code(code)) & RecoveryCode.used_at.is_null()
-                ).returning(RecoveryCode.id)
+                used = (
+                    await RecoveryCode.update({RecoveryCode.used_at: datetime.now(UTC)})
+                    .where(
+                        (RecoveryCode.user_kind == principal.kind)
+                        & (RecoveryCode.user_id == principal.id)
+                        & (RecoveryCode.code_hash == totp.hash_code(code))
+                        & RecoveryCode.used_at.is_null()
+                    )
+                    .returning(RecoveryCode.id)
+                )
                 if used:
                     accepted_by = "recovery_code"
         if accepted_by is None:
@@ -149,9 +185,13 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
         else:
             await sessions.mark_mfa_passed(principal.session_id)
             await throttle.clear_account(portal, principal.email)
-            await audit.record(actor, "auth.2fa_passed", principal.kind, principal.id, after={"method": accepted_by})
+            await audit.record(
+                actor, "auth.2fa_passed", principal.kind, principal.id, after={"method": accepted_by}
+            )
     if accepted_by is None:
-        raise AuthError("That code is not valid (or was already used). Enter the current 6-digit code.", "code")
+        raise AuthError(
+            "That code is not valid (or was already used). Enter the current 6-digit code.", "code"
+        )
 
 
 async def start_enrolment(principal: Principal) -> tuple[str, str]:
@@ -173,34 +213,55 @@ async def confirm_enrolment(principal: Principal, code: str, actor: Actor) -> li
         raise AuthError("Two-factor authentication is already on.")
     step = totp.matching_step(user["totp_secret"] or "", code, user["totp_last_step"])
     if step is None:
-        raise AuthError("That code does not match. Check the time on your phone and enter the current code.", "code")
+        raise AuthError(
+            "That code does not match. Check the time on your phone and enter the current code.", "code"
+        )
     codes = totp.new_recovery_codes()
     async with transaction():
-        await table.update({table.totp_enabled: True, table.totp_last_step: step}).where(table.id == principal.id)  # type: ignore[attr-defined]
+        await table.update({table.totp_enabled: True, table.totp_last_step: step}).where(
+            table.id == principal.id
+        )  # type: ignore[attr-defined]
         await sessions.changed(user_kind=principal.kind, user_id=principal.id)
-        await RecoveryCode.delete().where((RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id))
-        await RecoveryCode.insert(*[RecoveryCode(user_kind=principal.kind, user_id=principal.id, code_hash=totp.hash_code(c)) for c in codes])
+        await RecoveryCode.delete().where(
+            (RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id)
+        )
+        await RecoveryCode.insert(
+            *[
+                RecoveryCode(user_kind=principal.kind, user_id=principal.id, code_hash=totp.hash_code(c))
+                for c in codes
+            ]
+        )
         await sessions.mark_mfa_passed(principal.session_id)
         await audit.record(actor, "auth.2fa_enabled", principal.kind, principal.id)
     return codes
 
 
-async def _check_password_of_signed_in(principal: Principal, user: dict, password: str, actor: Actor, field: str) -> None:
+async def _check_password_of_signed_in(
+    principal: Principal, user: dict, password: str, actor: Actor, field: str
+) -> None:
     """Re-entering the password in settings is throttled like sign-in, so a stolen session
     cannot be used to guess the password."""
     settings = get_settings().security
     portal = "staff" if principal.is_staff else "portal"
     try:
         await throttle.check(
-            portal, principal.email, actor.ip or "",
-            max_account=settings.login_max_failures_account, max_ip=settings.login_max_failures_ip,
+            portal,
+            principal.email,
+            actor.ip or "",
+            max_account=settings.login_max_failures_account,
+            max_ip=settings.login_max_failures_ip,
             window=timedelta(minutes=settings.login_window_minutes),
         )
     except throttle.Throttled as exc:
         raise AuthError(str(exc), field) from exc
     if not passwords.verify_password(user["password_hash"], password):
         await throttle.note(portal, principal.email, actor.ip or "", success=False)
-        raise AuthError("Your password is not correct." if field == "password" else "Your current password is not correct.", field)
+        raise AuthError(
+            "Your password is not correct."
+            if field == "password"
+            else "Your current password is not correct.",
+            field,
+        )
 
 
 async def disable_second_factor(principal: Principal, password: str, actor: Actor) -> None:
@@ -211,8 +272,12 @@ async def disable_second_factor(principal: Principal, password: str, actor: Acto
     user = await table.select().where(table.id == principal.id).first()
     await _check_password_of_signed_in(principal, user, password, actor, "password")
     async with transaction():
-        await table.update({table.totp_enabled: False, table.totp_secret: None}).where(table.id == principal.id)  # type: ignore[attr-defined]
-        await RecoveryCode.delete().where((RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id))
+        await table.update({table.totp_enabled: False, table.totp_secret: None}).where(
+            table.id == principal.id
+        )  # type: ignore[attr-defined]
+        await RecoveryCode.delete().where(
+            (RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id)
+        )
         await sessions.changed(user_kind=principal.kind, user_id=principal.id)
         await audit.record(actor, "auth.2fa_disabled", principal.kind, principal.id)
 
@@ -231,12 +296,17 @@ async def change_password(principal: Principal, current: str, new: str, actor: A
         ).where(table.id == principal.id)
         ended = await sessions.revoke_all(principal.kind, principal.id)
         key, sid = await sessions.create(
-            principal.kind, principal.id,
+            principal.kind,
+            principal.id,
             idle=timedelta(minutes=settings.session_idle_minutes),
             absolute=timedelta(hours=settings.session_absolute_hours),
-            mfa_passed=True, ip=actor.ip, user_agent=actor.user_agent,
+            mfa_passed=True,
+            ip=actor.ip,
+            user_agent=actor.user_agent,
         )
-        await audit.record(actor, "auth.password_changed", principal.kind, principal.id, after={"sessions_ended": len(ended)})
+        await audit.record(
+            actor, "auth.password_changed", principal.kind, principal.id, after={"sessions_ended": len(ended)}
+        )
         for s in ended:
             await live.publish(f"session:{s}", "session.ended")
     return key, sid
@@ -247,13 +317,17 @@ async def request_password_reset(portal: str, email: str, actor: Actor) -> None:
     kind = PORTAL_KIND[portal]
     table = TABLES[kind]
     email = (email or "").strip().lower()
-    user = await table.select(table.id, table.is_active, table.password_hash).where(table.email == email).first()  # type: ignore[attr-defined]
+    user = (
+        await table.select(table.id, table.is_active, table.password_hash).where(table.email == email).first()
+    )  # type: ignore[attr-defined]
     if not user or not user["is_active"] or not user["password_hash"]:
         return  # a lead without a password registers first; reset is not a back door into the portal
     async with transaction():
         token = await tokens.issue("reset", kind, user["id"], timedelta(hours=1))
         login_portal = "staff" if kind == "staff" else "portal"
-        await mail.queue_email(email, "password_reset", {"link": f"{get_settings().base_url}/{login_portal}/reset/{token}"})
+        await mail.queue_email(
+            email, "password_reset", {"link": f"{get_settings().base_url}/{login_portal}/reset/{token}"}
+        )
         await audit.record(actor, "auth.reset_requested", kind, user["id"])
 
 
@@ -273,9 +347,17 @@ async def reset_password(token: str, new: str, actor: Actor) -> str:
             {table.password_hash: passwords.hash_password(new), table.password_changed_at: datetime.now(UTC)}  # type: ignore[attr-defined]
         ).where(table.id == row["user_id"])
         ended = await sessions.revoke_all(row["user_kind"], row["user_id"])
-        for portal in ("staff",) if row["user_kind"] == "staff" else ("portal", "ib"):  # "…or reset your password"
+        for portal in (
+            ("staff",) if row["user_kind"] == "staff" else ("portal", "ib")
+        ):  # "…or reset your password"
             await throttle.clear_account(portal, user["email"])
-        await audit.record(actor, "auth.password_reset", row["user_kind"], row["user_id"], after={"sessions_ended": len(ended)})
+        await audit.record(
+            actor,
+            "auth.password_reset",
+            row["user_kind"],
+            row["user_id"],
+            after={"sessions_ended": len(ended)},
+        )
         for s in ended:
             await live.publish(f"session:{s}", "session.ended")
     return row["user_kind"]
@@ -284,7 +366,9 @@ async def reset_password(token: str, new: str, actor: Actor) -> str:
 async def send_verification_email(client_id: int, email: str) -> None:
     """Inside the caller's transaction: a single-use link proving the client owns the address."""
     token = await tokens.issue("verify", "client", client_id, timedelta(days=2))
-    await mail.queue_email(email, "verify_email", {"link": f"{get_settings().base_url}/portal/verify/{token}"})
+    await mail.queue_email(
+        email, "verify_email", {"link": f"{get_settings().base_url}/portal/verify/{token}"}
+    )
 
 
 async def verify_email(token: str, actor: Actor) -> int:

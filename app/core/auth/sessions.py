@@ -131,7 +131,9 @@ async def _fetch(key_hash: str, idle: timedelta) -> dict[str, Any] | None:
             row["idle_expires_at"] = min(now + idle, row["absolute_expires_at"])
             await conn.execute(
                 "UPDATE web_sessions SET last_seen_at = $2, idle_expires_at = $3 WHERE id = $1",
-                row["id"], now, row["idle_expires_at"],
+                row["id"],
+                now,
+                row["idle_expires_at"],
             )
     if generation != _generation:
         return row  # something was forgotten while we read: answer this request, remember nothing
@@ -141,13 +143,17 @@ async def _fetch(key_hash: str, idle: timedelta) -> dict[str, Any] | None:
     return row
 
 
-def forget(*, session_ids: Iterable[int] = (), user_kind: str | None = None, user_id: int | None = None) -> None:
+def forget(
+    *, session_ids: Iterable[int] = (), user_kind: str | None = None, user_id: int | None = None
+) -> None:
     """Drop cached lookups for these sessions and/or every session of this user (this process)."""
     global _generation
     _generation += 1
     ids = set(session_ids)
     for key_hash, (_, row) in list(_cache.items()):
-        if row["id"] in ids or (user_kind is not None and row["user_kind"] == user_kind and row["user_id"] == user_id):
+        if row["id"] in ids or (
+            user_kind is not None and row["user_kind"] == user_kind and row["user_id"] == user_id
+        ):
             _cache.pop(key_hash, None)
 
 
@@ -157,7 +163,9 @@ def forget_all() -> None:
     _cache.clear()
 
 
-async def changed(*, session_ids: Iterable[int] = (), user_kind: str | None = None, user_id: int | None = None) -> None:
+async def changed(
+    *, session_ids: Iterable[int] = (), user_kind: str | None = None, user_id: int | None = None
+) -> None:
     """Inside the transaction making the change: every process forgets what it cached about it."""
     ids = sorted(set(session_ids))
     forget(session_ids=ids, user_kind=user_kind, user_id=user_id)
@@ -166,12 +174,16 @@ async def changed(*, session_ids: Iterable[int] = (), user_kind: str | None = No
         forget(session_ids=ids, user_kind=user_kind, user_id=user_id)
 
     db.after_commit(again)
-    await live.publish(SYSTEM_TOPIC, "sessions.changed", session_ids=ids, user_kind=user_kind, user_id=user_id)
+    await live.publish(
+        SYSTEM_TOPIC, "sessions.changed", session_ids=ids, user_kind=user_kind, user_id=user_id
+    )
 
 
 def _on_system_event(event: live.Event) -> None:
     ids = event.ids
-    forget(session_ids=ids.get("session_ids") or (), user_kind=ids.get("user_kind"), user_id=ids.get("user_id"))
+    forget(
+        session_ids=ids.get("session_ids") or (), user_kind=ids.get("user_kind"), user_id=ids.get("user_id")
+    )
 
 
 live.hub.on_system_topic(SYSTEM_TOPIC, _on_system_event)
@@ -203,13 +215,19 @@ async def revoke_all(user_kind: str, user_id: int, except_session: int | None = 
         where = where & (WebSession.id != except_session)
     rows = await WebSession.select(WebSession.id).where(where)
     await WebSession.delete().where(where)
-    await changed(session_ids=[r["id"] for r in rows], user_kind=None if except_session else user_kind, user_id=None if except_session else user_id)
+    await changed(
+        session_ids=[r["id"] for r in rows],
+        user_kind=None if except_session else user_kind,
+        user_id=None if except_session else user_id,
+    )
     return [r["id"] for r in rows]
 
 
 async def purge_expired() -> int:
     now = datetime.now(UTC)
-    rows = await WebSession.delete().where(
-        (WebSession.idle_expires_at < now) | (WebSession.absolute_expires_at < now)
-    ).returning(WebSession.id)
+    rows = (
+        await WebSession.delete()
+        .where((WebSession.idle_expires_at < now) | (WebSession.absolute_expires_at < now))
+        .returning(WebSession.id)
+    )
     return len(rows)

@@ -21,7 +21,9 @@ async def check(
 ) -> None:
     since = datetime.now(UTC) - window
     failed = (LoginAttempt.success == False) & (LoginAttempt.created_at > since)  # noqa: E712
-    by_account = await LoginAttempt.count().where(failed & (LoginAttempt.email == email.lower()) & (LoginAttempt.portal == portal))
+    by_account = await LoginAttempt.count().where(
+        failed & (LoginAttempt.email == email.lower()) & (LoginAttempt.portal == portal)
+    )
     by_ip = await LoginAttempt.count().where(failed & (LoginAttempt.ip == ip))
     if by_account >= max_account or by_ip >= max_ip:
         raise Throttled(int(window.total_seconds() // 60))
@@ -29,14 +31,18 @@ async def check(
 
 async def note(portal: str, email: str, ip: str, success: bool) -> None:
     await LoginAttempt.insert(
-        LoginAttempt(portal=portal, email=email.lower()[:320], ip=ip, success=success, created_at=datetime.now(UTC))
+        LoginAttempt(
+            portal=portal, email=email.lower()[:320], ip=ip, success=success, created_at=datetime.now(UTC)
+        )
     )
 
 
 async def clear_account(portal: str, email: str) -> None:
     """After a successful sign-in or reset the account's earlier failures no longer count."""
     await LoginAttempt.delete().where(
-        (LoginAttempt.email == email.lower()) & (LoginAttempt.portal == portal) & (LoginAttempt.success == False)  # noqa: E712
+        (LoginAttempt.email == email.lower())
+        & (LoginAttempt.portal == portal)
+        & (LoginAttempt.success == False)  # noqa: E712
     )
 
 

@@ -33,7 +33,12 @@ class PartnerPages(Controller):
     @get("/network")
     async def network(self, request: Request) -> Template:
         me = await services.partner_for(principal(request))
-        return render(request, "partners/network.html", {"me": me, "network": await services.network_of(me["id"])}, partial="partners/_tree.html")
+        return render(
+            request,
+            "partners/network.html",
+            {"me": me, "network": await services.network_of(me["id"])},
+            partial="partners/_tree.html",
+        )
 
 
 class StaffPartners(Controller):
@@ -42,4 +47,7 @@ class StaffPartners(Controller):
 
     @get("/")
     async def index(self, request: Request) -> Template:
-        return Template("partners/staff_list.html", context={"partners": await services.list_partners_for(principal(request))})
+        return Template(
+            "partners/staff_list.html",
+            context={"partners": await services.list_partners_for(principal(request))},
+        )

@@ -18,4 +18,6 @@ class AuditLog(Controller):
     async def index(self, request: Request) -> Template:
         filters = audit_query.AuditFilters.from_query(request.query_params)
         page = await audit_query.search(filters)
-        return render(request, "staff/audit.html", {"page": page, "filters": filters}, partial="staff/_audit_rows.html")
+        return render(
+            request, "staff/audit.html", {"page": page, "filters": filters}, partial="staff/_audit_rows.html"
+        )

@@ -17,11 +17,15 @@ class SystemPages(Controller):
 
     @get("/jobs")
     async def jobs(self, request: Request) -> Template:
-        return render(request, "staff/jobs.html", {"health": await jobs.health()}, partial="staff/_jobs_health.html")
+        return render(
+            request, "staff/jobs.html", {"health": await jobs.health()}, partial="staff/_jobs_health.html"
+        )
 
     @get("/outbox")
     async def outbox(self, request: Request) -> Template:
-        return render(request, "staff/outbox.html", {"emails": await mail.recent()}, partial="staff/_outbox_rows.html")
+        return render(
+            request, "staff/outbox.html", {"emails": await mail.recent()}, partial="staff/_outbox_rows.html"
+        )
 
     @get("/outbox/{email_id:int}")
     async def email(self, email_id: int) -> Template:

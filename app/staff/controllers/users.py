@@ -45,7 +45,11 @@ class StaffUsers(Controller):
             await services.create_staff(form, actor_of(request), by=principal(request))
         except FormErrors as exc:
             values = {"email": form.email, "name": form.name, "roles": form.roles}
-            return Template("staff/user_form.html", context=self._ctx(creating=True, values=values, errors=exc.errors), status_code=422)
+            return Template(
+                "staff/user_form.html",
+                context=self._ctx(creating=True, values=values, errors=exc.errors),
+                status_code=422,
+            )
         return redirect(request, "/staff/settings/staff")
 
     @get("/{staff_id:int}")
@@ -61,17 +65,29 @@ class StaffUsers(Controller):
             await services.update_staff(principal(request), staff_id, form, actor_of(request))
         except FormErrors as exc:
             values = {**row, "name": form.name, "roles": form.roles}
-            return Template("staff/user_form.html", context=self._ctx(creating=False, user=row, values=values, errors=exc.errors), status_code=422)
+            return Template(
+                "staff/user_form.html",
+                context=self._ctx(creating=False, user=row, values=values, errors=exc.errors),
+                status_code=422,
+            )
         return redirect(request, "/staff/settings/staff")
 
     @post("/{staff_id:int}/active")
     async def set_active(self, request: Request, staff_id: int) -> Response:
         data = await form_data(request)
         try:
-            await services.set_active(principal(request), staff_id, data.get("active") == "1", actor_of(request))
+            await services.set_active(
+                principal(request), staff_id, data.get("active") == "1", actor_of(request)
+            )
         except FormErrors as exc:
             rows = await services.list_staff(principal(request))
-            return render(request, "staff/users.html", self._ctx(users=rows, errors=exc.errors), partial="staff/_users_table.html", status_code=422)
+            return render(
+                request,
+                "staff/users.html",
+                self._ctx(users=rows, errors=exc.errors),
+                partial="staff/_users_table.html",
+                status_code=422,
+            )
         return redirect(request, "/staff/settings/staff")
 
     @post("/{staff_id:int}/reset-2fa")
