@@ -79,6 +79,7 @@ async def load_demo() -> dict[str, int]:
             created["clients"] += 1
         for email, code, parent_code in PARTNERS:
             client = await Client.select(Client.id).where(Client.email == email).first()
+            assert client is not None  # every partner's e-mail is in CLIENTS, created just above
             if await Partner.exists().where(Partner.client == client["id"]):
                 continue
             parent = (

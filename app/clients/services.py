@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
+
+from piccolo.columns import Column
 
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, db, live, mail
@@ -70,7 +72,7 @@ async def register(form: Registration, actor: Actor) -> int:
     if errors:
         raise FormErrors(errors)
     now = datetime.now(UTC)
-    values = {
+    values: dict[Column, Any] = {
         Client.first_name: r.first_name,
         Client.last_name: r.last_name,
         Client.country: r.country,
@@ -80,7 +82,8 @@ async def register(form: Registration, actor: Actor) -> int:
     }
     async with transaction():
         if existing:
-            await Client.update(values).where(Client.id == existing["id"])
+            # cast: Piccolo types `values` as an invariant dict of Column | str keys
+            await Client.update(cast(dict[Column | str, Any], values)).where(Client.id == existing["id"])
             client_id = existing["id"]
             before = {"stage": existing["stage"]}
         else:

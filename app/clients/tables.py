@@ -1,4 +1,4 @@
-from piccolo.columns import Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
 from app.staff.tables import StaffUser
@@ -7,6 +7,7 @@ STAGES = ("lead", "registered", "kyc_pending", "kyc_approved", "funded", "active
 
 
 class Client(Table, tablename="clients"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     email = Varchar(length=320, unique=True)
     first_name = Varchar(length=100)
     last_name = Varchar(length=100)
@@ -29,6 +30,7 @@ class Client(Table, tablename="clients"):
 class ClientMessage(Table, tablename="client_messages"):
     """A message from staff to a client, read in the portal inbox."""
 
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     client = ForeignKey(references=Client, index=True)
     sender = ForeignKey(references=StaffUser, null=True)
     subject = Varchar(length=200)

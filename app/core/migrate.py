@@ -32,7 +32,7 @@ async def pending_migrations() -> list[str]:
     missing: list[str] = []
     for app_config in Finder().get_app_registry().app_configs.values():
         for module_id in manager.get_migration_ids(
-            manager.get_migration_modules(app_config.migrations_folder_path)
+            manager.get_migration_modules(str(app_config.migrations_folder_path))
         ):
             if module_id not in applied:
                 missing.append(f"{app_config.app_name}:{module_id}")

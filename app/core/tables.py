@@ -5,6 +5,7 @@ from piccolo.columns import (
     BigInt,
     Boolean,
     Integer,
+    Serial,
     Text,
     Timestamptz,
     Varchar,
@@ -15,6 +16,7 @@ from piccolo.table import Table
 class AuditEvent(Table, tablename="audit_events"):
     """Append-only and hash-chained; the database refuses UPDATE, DELETE and TRUNCATE."""
 
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     seq = BigInt(unique=True, index=True)
     occurred_at = Timestamptz()
     actor_kind = Varchar(length=16)  # staff | client | system | anonymous
@@ -34,6 +36,7 @@ class AuditEvent(Table, tablename="audit_events"):
 class WebSession(Table, tablename="web_sessions"):
     """Server-side sessions; only the SHA-256 of the cookie value is stored."""
 
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     key_hash = Varchar(length=64, unique=True)
     user_kind = Varchar(length=16, index=True)  # staff | client
     user_id = Integer(index=True)
@@ -47,6 +50,7 @@ class WebSession(Table, tablename="web_sessions"):
 
 
 class LoginAttempt(Table, tablename="login_attempts"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     portal = Varchar(length=16)
     email = Varchar(length=320, index=True)
     ip = Varchar(length=64, index=True)
@@ -57,6 +61,7 @@ class LoginAttempt(Table, tablename="login_attempts"):
 class OneTimeToken(Table, tablename="one_time_tokens"):
     """Password-reset and e-mail-verification tokens: stored hashed, single use, short-lived."""
 
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     purpose = Varchar(length=24)
     user_kind = Varchar(length=16)
     user_id = Integer()
@@ -67,6 +72,7 @@ class OneTimeToken(Table, tablename="one_time_tokens"):
 
 
 class RecoveryCode(Table, tablename="recovery_codes"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     user_kind = Varchar(length=16)
     user_id = Integer(index=True)
     code_hash = Varchar(length=64)
@@ -74,6 +80,7 @@ class RecoveryCode(Table, tablename="recovery_codes"):
 
 
 class OutboundEmail(Table, tablename="outbound_emails"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     to_addr = Varchar(length=320)
     subject = Varchar(length=300)
     body_text = Text()
@@ -88,6 +95,7 @@ class OutboundEmail(Table, tablename="outbound_emails"):
 
 
 class WorkerHeartbeat(Table, tablename="worker_heartbeats"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     worker_id = Varchar(length=80, unique=True)
     hostname = Varchar(length=255)
     pid = Integer()

@@ -46,7 +46,7 @@ def actor_of(request: Request) -> Actor:
 
 def is_fragment_request(request: Request) -> bool:
     htmx = getattr(request, "htmx", None)
-    return bool(htmx) and not htmx.boosted
+    return bool(htmx and not htmx.boosted)
 
 
 def render(

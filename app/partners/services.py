@@ -56,7 +56,7 @@ async def partner_for(p: Principal) -> dict[str, Any]:
     if p.partner_id is None:
         raise NotFound("partner")
     row = (
-        await Partner.select(Partner.all_columns(), Partner.client.email.as_alias("email"))
+        await Partner.select(*Partner.all_columns(), Partner.client.email.as_alias("email"))
         .where(Partner.id == p.partner_id)
         .first()
     )

@@ -1,4 +1,4 @@
-from piccolo.columns import Array, Boolean, Integer, Timestamptz, Varchar
+from piccolo.columns import Array, Boolean, Integer, Serial, Timestamptz, Varchar
 from piccolo.table import Table
 
 ROLES = ("admin", "compliance", "finance", "sales", "dealing")
@@ -12,6 +12,7 @@ ROLE_LABELS = {
 
 
 class StaffUser(Table, tablename="staff_users"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
     email = Varchar(length=320, unique=True)
     name = Varchar(length=200)
     password_hash = Varchar(length=255)

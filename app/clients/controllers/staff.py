@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from litestar import Controller, Request, Response, get, post
+from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
 from app.clients import services
@@ -37,7 +38,7 @@ class StaffClients(Controller):
         )
 
     @post("/{client_id:int}/messages")
-    async def send_message(self, request: Request, client_id: int) -> Response:
+    async def send_message(self, request: HTMXRequest, client_id: int) -> Response:
         p = principal(request)
         data = await form_data(request)
         try:

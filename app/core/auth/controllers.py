@@ -153,7 +153,7 @@ class SecondFactorPages(Controller):
         assert p is not None
         data = await form_data(request)
         try:
-            await service.verify_second_factor(p, data.get("code", ""), actor_of(request), self.portal)  # type: ignore[attr-defined]
+            await service.verify_second_factor(p, data.get("code", ""), actor_of(request), self.portal)
         except service.AuthError as exc:
             return Template(
                 "auth/second_factor.html",

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from piccolo.table import Table
+from piccolo.columns import Column
 
 from app.clients.tables import Client
 from app.core import audit, live, mail
@@ -19,11 +19,13 @@ from app.core.audit import Actor
 from app.core.auth import passwords, sessions, throttle, tokens, totp
 from app.core.auth.principal import Principal
 from app.core.db import transaction
+from app.core.errors import NotFound
 from app.core.tables import RecoveryCode
 from app.settings import get_settings
 from app.staff.tables import StaffUser
 
-TABLES: dict[str, type[Table]] = {"staff": StaffUser, "client": Client}
+UserTable = type[StaffUser] | type[Client]
+TABLES: dict[str, UserTable] = {"staff": StaffUser, "client": Client}
 PORTAL_KIND = {"staff": "staff", "portal": "client", "ib": "client"}
 GENERIC_LOGIN_ERROR = "Wrong e-mail or password."
 
@@ -47,6 +49,16 @@ class LoginOutcome:
 
 def _display(kind: str, user: dict[str, Any]) -> str:
     return user["email"]
+
+
+async def _own_row(principal: Principal, *columns: Column) -> dict[str, Any]:
+    """The signed-in person's row; the session lookup found it a moment ago, but if it has gone
+    since, answer 404 rather than fail on a missing row."""
+    table = TABLES[principal.kind]
+    user = await table.select(*columns).where(table.id == principal.id).first()
+    if user is None:
+        raise NotFound("user")
+    return user
 
 
 async def login(portal: str, email: str, password: str, *, ip: str, user_agent: str) -> LoginOutcome:
@@ -75,7 +87,7 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
                 after={"portal": portal},
             )
         raise AuthError(str(exc)) from exc
-    user = await table.select().where(table.email == email).first()  # type: ignore[attr-defined]
+    user = await table.select().where(table.email == email).first()
     ok = passwords.verify_password(user["password_hash"] if user else None, password)
     if not ok or not user or not user["is_active"]:
         async with transaction():
@@ -89,9 +101,9 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
             )
         raise AuthError(GENERIC_LOGIN_ERROR)
     async with transaction():
-        updates: dict[Any, Any] = {table.last_login_at: datetime.now(UTC)}  # type: ignore[attr-defined]
+        updates: dict[Column | str, Any] = {table.last_login_at: datetime.now(UTC)}
         if passwords.needs_rehash(user["password_hash"]):
-            updates[table.password_hash] = passwords.hash_password(password)  # type: ignore[attr-defined]
+            updates[table.password_hash] = passwords.hash_password(password)
         await table.update(updates).where(table.id == user["id"])
         key, sid = await sessions.create(
             kind,
@@ -159,9 +171,7 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
                 # Conditional update: a code raced by two requests is accepted by one only.
                 updated = (
                     await table.update({table.totp_last_step: step})
-                    .where(  # type: ignore[attr-defined]
-                        (table.id == principal.id) & (table.totp_last_step < step)  # type: ignore[attr-defined]
-                    )
+                    .where((table.id == principal.id) & (table.totp_last_step < step))
                     .returning(table.id)
                 )
                 if updated:
@@ -197,18 +207,18 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
 async def start_enrolment(principal: Principal) -> tuple[str, str]:
     """A fresh secret (kept unconfirmed until a code proves the app has it); returns (secret, QR SVG)."""
     table = TABLES[principal.kind]
-    user = await table.select(table.totp_secret, table.totp_enabled).where(table.id == principal.id).first()  # type: ignore[attr-defined]
+    user = await _own_row(principal, table.totp_secret, table.totp_enabled)
     if user["totp_enabled"]:
         raise AuthError("Two-factor authentication is already on.")
     secret = user["totp_secret"] or totp.new_secret()
     if not user["totp_secret"]:
-        await table.update({table.totp_secret: secret}).where(table.id == principal.id)  # type: ignore[attr-defined]
+        await table.update({table.totp_secret: secret}).where(table.id == principal.id)
     return secret, totp.qr_svg(totp.provisioning_uri(secret, principal.email))
 
 
 async def confirm_enrolment(principal: Principal, code: str, actor: Actor) -> list[str]:
     table = TABLES[principal.kind]
-    user = await table.select().where(table.id == principal.id).first()
+    user = await _own_row(principal)
     if user["totp_enabled"]:
         raise AuthError("Two-factor authentication is already on.")
     step = totp.matching_step(user["totp_secret"] or "", code, user["totp_last_step"])
@@ -220,7 +230,7 @@ async def confirm_enrolment(principal: Principal, code: str, actor: Actor) -> li
     async with transaction():
         await table.update({table.totp_enabled: True, table.totp_last_step: step}).where(
             table.id == principal.id
-        )  # type: ignore[attr-defined]
+        )
         await sessions.changed(user_kind=principal.kind, user_id=principal.id)
         await RecoveryCode.delete().where(
             (RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id)
@@ -237,7 +247,7 @@ async def confirm_enrolment(principal: Principal, code: str, actor: Actor) -> li
 
 
 async def _check_password_of_signed_in(
-    principal: Principal, user: dict, password: str, actor: Actor, field: str
+    principal: Principal, user: dict[str, Any], password: str, actor: Actor, field: str
 ) -> None:
     """Re-entering the password in settings is throttled like sign-in, so a stolen session
     cannot be used to guess the password."""
@@ -269,12 +279,12 @@ async def disable_second_factor(principal: Principal, password: str, actor: Acto
     if principal.is_staff:
         raise AuthError("Two-factor authentication is mandatory for staff.")
     table = TABLES[principal.kind]
-    user = await table.select().where(table.id == principal.id).first()
+    user = await _own_row(principal)
     await _check_password_of_signed_in(principal, user, password, actor, "password")
     async with transaction():
         await table.update({table.totp_enabled: False, table.totp_secret: None}).where(
             table.id == principal.id
-        )  # type: ignore[attr-defined]
+        )
         await RecoveryCode.delete().where(
             (RecoveryCode.user_kind == principal.kind) & (RecoveryCode.user_id == principal.id)
         )
@@ -285,14 +295,14 @@ async def disable_second_factor(principal: Principal, password: str, actor: Acto
 async def change_password(principal: Principal, current: str, new: str, actor: Actor) -> tuple[str, int]:
     """Change the password, end every session of the user, and start a fresh one for this browser."""
     table = TABLES[principal.kind]
-    user = await table.select().where(table.id == principal.id).first()
+    user = await _own_row(principal)
     await _check_password_of_signed_in(principal, user, current, actor, "current_password")
     if problem := passwords.password_problem(new, principal.email):
         raise AuthError(problem, "new_password")
     settings = get_settings().security
     async with transaction():
         await table.update(
-            {table.password_hash: passwords.hash_password(new), table.password_changed_at: datetime.now(UTC)}  # type: ignore[attr-defined]
+            {table.password_hash: passwords.hash_password(new), table.password_changed_at: datetime.now(UTC)}
         ).where(table.id == principal.id)
         ended = await sessions.revoke_all(principal.kind, principal.id)
         key, sid = await sessions.create(
@@ -319,7 +329,7 @@ async def request_password_reset(portal: str, email: str, actor: Actor) -> None:
     email = (email or "").strip().lower()
     user = (
         await table.select(table.id, table.is_active, table.password_hash).where(table.email == email).first()
-    )  # type: ignore[attr-defined]
+    )
     if not user or not user["is_active"] or not user["password_hash"]:
         return  # a lead without a password registers first; reset is not a back door into the portal
     async with transaction():
@@ -336,7 +346,9 @@ async def reset_password(token: str, new: str, actor: Actor) -> str:
     if row is None:
         raise AuthError("This reset link has expired or was already used. Ask for a new one.")
     table = TABLES[row["user_kind"]]
-    user = await table.select(table.email).where(table.id == row["user_id"]).first()  # type: ignore[attr-defined]
+    user = await table.select(table.email).where(table.id == row["user_id"]).first()
+    if user is None:  # the account behind the token is gone: the link is as good as expired
+        raise AuthError("This reset link has expired or was already used. Ask for a new one.")
     if problem := passwords.password_problem(new, user["email"]):
         raise AuthError(problem, "password")
     async with transaction():
@@ -344,7 +356,7 @@ async def reset_password(token: str, new: str, actor: Actor) -> str:
         if used is None:
             raise AuthError("This reset link has expired or was already used. Ask for a new one.")
         await table.update(
-            {table.password_hash: passwords.hash_password(new), table.password_changed_at: datetime.now(UTC)}  # type: ignore[attr-defined]
+            {table.password_hash: passwords.hash_password(new), table.password_changed_at: datetime.now(UTC)}
         ).where(table.id == row["user_id"])
         ended = await sessions.revoke_all(row["user_kind"], row["user_id"])
         for portal in (

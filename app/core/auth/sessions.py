@@ -89,10 +89,10 @@ async def lookup(key: str, idle: timedelta) -> dict[str, Any] | None:
     key_hash = _hash(key)
     hit = _cache.get(key_hash)
     if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-        row = hit[1]
+        cached = hit[1]
         now = datetime.now(UTC)
-        if now < row["idle_expires_at"] and now < row["absolute_expires_at"]:
-            return row
+        if now < cached["idle_expires_at"] and now < cached["absolute_expires_at"]:
+            return cached
         _cache.pop(key_hash, None)
         return None
     pending = _inflight.get(key_hash)
