@@ -73,7 +73,7 @@ def forget_process_caches() -> None:
     from app.staff import overview
 
     sessions.forget_all()
-    overview._cache.clear()
+    overview.forget()
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -14,25 +15,45 @@ from app.partners.tables import Partner
 
 # The overview is the console's landing page, opened constantly and refreshed every 30 s by
 # every open console; its figures may be a few seconds old, so one computation serves them all.
+log = logging.getLogger(__name__)
+
 CACHE_SECONDS = 5.0
 _cache: dict[frozenset[str], tuple[float, dict[str, Any]]] = {}
 _locks: dict[frozenset[str], asyncio.Lock] = {}
+_refreshing: dict[frozenset[str], asyncio.Task[None]] = {}
 
 
 async def for_staff(p: Principal) -> dict[str, Any]:
     key = frozenset(r for r in p.roles if r in ("admin", "compliance"))
     hit = _cache.get(key)
-    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+    if hit is not None:
+        if time.monotonic() - hit[0] >= CACHE_SECONDS and key not in _refreshing:
+            # Stale: answer with it now and refresh once in the background, so no request waits.
+            task = asyncio.get_running_loop().create_task(_refresh(key, p))
+            _refreshing[key] = task
+            task.add_done_callback(lambda _t: _refreshing.pop(key, None))
         return hit[1]
-    # One computation at a time per key: when the figures expire under load, the requests that
-    # arrive meanwhile wait for it instead of each running the same six queries.
-    async with _locks.setdefault(key, asyncio.Lock()):
+    async with _locks.setdefault(key, asyncio.Lock()):  # first view: compute once for everyone waiting
         hit = _cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
-            return hit[1]
-        data = await _compute(p)
-        _cache[key] = (time.monotonic(), data)
-        return data
+        if hit is None:
+            hit = (time.monotonic(), await _compute(p))
+            _cache[key] = hit
+        return hit[1]
+
+
+async def _refresh(key: frozenset[str], p: Principal) -> None:
+    try:
+        _cache[key] = (time.monotonic(), await _compute(p))
+    except Exception:  # keep serving the previous figures; the next view tries again
+        log.exception("refreshing the console overview failed")
+
+
+def forget() -> None:
+    """Drop the figures (e.g. when the process switches databases)."""
+    for task in list(_refreshing.values()):
+        task.cancel()
+    _refreshing.clear()
+    _cache.clear()
 
 
 async def _compute(p: Principal) -> dict[str, Any]:
