@@ -1,0 +1,180 @@
+"""The `fxcrm` command (migrate, demo, createstaff), demo data, and strict settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg
+import pytest
+
+from app.clients.tables import STAGES, Client
+from app.core import audit, db
+from app.core.migrate import pending_migrations
+from app.demo import CLIENTS, STAFF, load_demo
+from app.partners.tables import Partner
+from app.settings import SettingsError, load_settings
+from app.staff.tables import StaffUser
+from tests.conftest import SECRET, TEST_VAR, with_database
+
+
+async def counts() -> dict[str, int]:
+    rows = await db.fetch(
+        "SELECT (SELECT count(*) FROM staff_users) AS staff, (SELECT count(*) FROM clients) AS clients, "
+        "(SELECT count(*) FROM partners) AS partners, (SELECT count(*) FROM audit_events) AS audit"
+    )
+    return rows[0]
+
+
+async def test_the_demo_broker_has_every_role_every_stage_and_an_ib_with_a_sub_ib(database):
+    await load_demo()
+    roles = {r for row in await StaffUser.select(StaffUser.roles) for r in row["roles"]}
+    assert roles == {"admin", "compliance", "finance", "sales", "dealing"}
+    stages = {row["stage"] for row in await Client.select(Client.stage)}
+    assert stages == set(STAGES)
+    partners = await Partner.select(Partner.code, Partner.parent.code.as_alias("parent_code"))
+    assert {(p["code"], p["parent_code"]) for p in partners} == {("IBMASTER", None), ("IBSUB01", "IBMASTER")}
+    assert (await audit.verify()).ok
+
+
+async def test_loading_the_demo_twice_changes_nothing(database):
+    first = await load_demo()
+    assert first == {"staff": len(STAFF), "clients": len(CLIENTS), "partners": 2}
+    before = await counts()
+    second = await load_demo()
+    assert second == {"staff": 0, "clients": 0, "partners": 0}
+    assert await counts() == before
+
+
+@pytest.fixture
+def empty_database(pg_server):
+    name = f"fxcrm_cli_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_database(pg_server, name)
+    finally:
+        with psycopg.connect(pg_server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def fxcrm(url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "SECRET_KEY": SECRET,
+        "FXCRM_VAR_DIR": str(TEST_VAR),
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def table_count(url: str, table: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # type: ignore[index]
+
+
+def test_fxcrm_migrate_and_demo_build_a_fresh_database_and_are_idempotent(empty_database):
+    r = fxcrm(empty_database, "migrate")
+    assert r.returncode == 0, r.stderr
+    assert "migrations applied" in r.stdout
+    assert fxcrm(empty_database, "migrate").returncode == 0  # again: nothing to do, no error
+    r = fxcrm(empty_database, "demo")
+    assert r.returncode == 0, r.stderr
+    assert "admin@demo.fxcrm.test" in r.stdout and "/ib/login" in r.stdout
+    clients = table_count(empty_database, "clients")
+    r = fxcrm(empty_database, "demo")
+    assert r.returncode == 0 and table_count(empty_database, "clients") == clients
+    r = fxcrm(empty_database, "audit", "verify")
+    assert r.returncode == 0 and "intact" in r.stdout
+
+
+def test_fxcrm_createstaff_refuses_a_weak_password_and_creates_an_audited_admin(empty_database):
+    r = fxcrm(empty_database, "createstaff", "--email", "boss@broker.test", "--password", "short")
+    assert r.returncode == 2 and "password" in r.stderr and "10 characters" in r.stderr
+    assert table_count(empty_database, "staff_users") == 0
+    r = fxcrm(empty_database, "createstaff", "--email", "boss@broker.test", "--name", "The Boss")
+    assert r.returncode == 2 and "--password" in r.stderr  # no stdin to ask on: a clear message
+    r = fxcrm(
+        empty_database,
+        "createstaff",
+        "--email",
+        "boss@broker.test",
+        "--name",
+        "The Boss",
+        FXCRM_STAFF_PASSWORD="a-strong-chief-pass-9",
+    )
+    assert r.returncode == 0, r.stderr
+    with psycopg.connect(empty_database) as conn:
+        roles, totp = conn.execute("SELECT roles, totp_enabled FROM staff_users").fetchone()  # type: ignore[misc]
+        action = conn.execute("SELECT action FROM audit_events ORDER BY seq DESC LIMIT 1").fetchone()[0]  # type: ignore[index]
+    assert roles == ["admin"] and totp is False and action == "staff.created"
+    r = fxcrm(
+        empty_database, "createstaff", "--email", "boss@broker.test", "--password", "a-strong-chief-pass-9"
+    )
+    assert r.returncode == 2 and "already exists" in r.stderr
+
+
+def test_a_bad_setting_stops_the_command_with_a_message(empty_database):
+    r = fxcrm(empty_database, "migrate", PORT="eighty")
+    assert r.returncode == 2 and "PORT must be a whole number" in r.stderr and "Traceback" not in r.stderr
+
+
+async def test_readyz_names_pending_migrations_on_an_unmigrated_database(empty_database, database):
+    db.configure(empty_database)
+    await db.close_pool()
+    await db.start_pool(min_size=1, max_size=2)
+    try:
+        assert await pending_migrations() == ["<no migration table>"]
+    finally:
+        await db.close_pool()
+        db.configure(database)
+        await db.start_pool(min_size=1, max_size=2)
+
+
+def test_production_requires_a_secret_key_and_smtp(tmp_path):
+    with pytest.raises(SettingsError, match="SECRET_KEY is required"):
+        load_settings({"APP_ENV": "production", "FXCRM_VAR_DIR": str(tmp_path), "SMTP_URL": "smtp://mail:25"})
+    with pytest.raises(SettingsError, match="SMTP_URL is required"):
+        load_settings({"APP_ENV": "production", "FXCRM_VAR_DIR": str(tmp_path), "SECRET_KEY": SECRET})
+    prod = load_settings(
+        {
+            "APP_ENV": "production",
+            "SECRET_KEY": SECRET,
+            "SMTP_URL": "smtp://mail:25",
+            "FXCRM_VAR_DIR": str(tmp_path),
+        }
+    )
+    assert prod.security.cookie_secure and not prod.template_reload
+
+
+def test_development_generates_a_secret_key_once_and_keeps_it(tmp_path):
+    first = load_settings({"FXCRM_VAR_DIR": str(tmp_path)})
+    second = load_settings({"FXCRM_VAR_DIR": str(tmp_path)})
+    assert len(first.security.secret_key) >= 32
+    assert first.security.secret_key == second.security.secret_key
+    assert oct((tmp_path / "secret_key").stat().st_mode)[-3:] == "600"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"APP_ENV": "staging"}, "APP_ENV must be development or production"),
+        ({"PORT": "70000"}, "PORT must be between"),
+        ({"SMTP_URL": "mail.example.com"}, "SMTP_URL must look like"),
+        ({"SECRET_KEY": "short"}, "at least 32 characters"),
+        ({"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE must be true or false"),
+    ],
+)
+def test_it_rejects_malformed_settings(tmp_path, env, message):
+    with pytest.raises(SettingsError, match=message):
+        load_settings({"FXCRM_VAR_DIR": str(tmp_path), **env})
