@@ -16,6 +16,7 @@ from litestar.exceptions import (
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_303_SEE_OTHER
+from markupsafe import Markup
 
 from app.core.audit import Actor
 from app.core.auth.guards import LoginRequired, SecondFactorRequired
@@ -60,6 +61,28 @@ def render(
     """One partial for page and fragment: an htmx request gets the partial, a browser the page."""
     name = partial if partial and is_fragment_request(request) else page
     return Template(template_name=name, context=context or {}, status_code=status_code)
+
+
+_shared: dict[tuple[str, Any], Markup] = {}
+_SHARED_MAX = 256
+
+
+def shared_fragment(request: Request, template: str, context: dict[str, Any], key: Any) -> Markup:
+    """Render a partial that is the same for every viewer given `key`, once per key.
+
+    Only for fragments without per-viewer content (no CSRF token, no request, no names): figures
+    shared by a role, say. `key` must change whenever the context does (e.g. a data version).
+    """
+    cache_key = (template, key)
+    html = _shared.get(cache_key)
+    if html is None:
+        engine = request.app.template_engine
+        assert engine is not None
+        html = Markup(engine.get_template(template).render(**context))  # noqa: S704 (autoescaped template output)
+        if len(_shared) >= _SHARED_MAX:
+            _shared.clear()
+        _shared[cache_key] = html
+    return html
 
 
 def redirect(request: Request, url: str) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from typing import Any
@@ -56,7 +57,11 @@ def forget() -> None:
     _cache.clear()
 
 
+_versions = itertools.count(1)
+
+
 async def _compute(p: Principal) -> dict[str, Any]:
+    """The figures, with a `version` that changes with every computation (for fragment caching)."""
     rows = await Client.raw("SELECT stage, count(*) AS n FROM clients GROUP BY stage")
     by_stage = {r["stage"]: r["n"] for r in rows}
     data: dict[str, Any] = {
@@ -68,4 +73,5 @@ async def _compute(p: Principal) -> dict[str, Any]:
         data["recent_audit"] = await AuditEvent.select().order_by(AuditEvent.seq, ascending=False).limit(8)
     if p.has_role("admin"):
         data["jobs"] = await jobs.health()
+    data["version"] = next(_versions)
     return data

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from litestar import Controller, Request, get
+from litestar import Controller, MediaType, Request, Response, get
 from litestar.response import Template
 
-from app.core.web import principal, render
+from app.core.web import is_fragment_request, principal, shared_fragment
 from app.staff import overview
 from app.staff.navigation import BY_KEY, section_guard
 
@@ -20,9 +20,13 @@ class Console(Controller):
     path = "/"
 
     @get("/", guards=[section_guard("home")])
-    async def home(self, request: Request) -> Template:
+    async def home(self, request: Request) -> Response:
         data = await overview.for_staff(principal(request))
-        return render(request, "staff/home.html", data, partial="staff/_home_stats.html")
+        # The figures are the same for everyone sharing these roles: rendered once per version.
+        stats = shared_fragment(request, "staff/_home_stats.html", data, key=data["version"])
+        if is_fragment_request(request):
+            return Response(stats, media_type=MediaType.HTML)
+        return Template("staff/home.html", context={"stats": stats})
 
     @get("/kyc", guards=[section_guard("kyc")])
     async def kyc(self) -> Template:
