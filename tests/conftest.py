@@ -69,11 +69,13 @@ def test_settings(database_url: str, **env: str):
 
 def forget_process_caches() -> None:
     """In-process caches outlive a test's database; a new database starts with none."""
+    from app.core import cache
     from app.core.auth import sessions
     from app.staff import overview
 
     sessions.forget_all()
     overview.forget()
+    cache.forget_all()
 
 
 @pytest.fixture(scope="session")

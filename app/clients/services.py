@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from piccolo.columns import Column
 
+from app.clients.cache import summaries
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, db, live, mail
 from app.core.audit import Actor
@@ -106,6 +107,7 @@ async def register(form: Registration, actor: Actor) -> int:
             after={"stage": "registered", "country": r.country, "email": r.email},
         )
         await auth_service.send_verification_email(client_id, r.email)
+        await summaries.forget(client_id)
         await live.publish("staff:all", "client.changed", client_id=client_id)
     return int(client_id)
 
@@ -135,14 +137,18 @@ async def get_client_for(viewer: Principal, client_id: int) -> dict[str, Any]:
 
 
 async def dashboard_for(p: Principal) -> dict[str, Any]:
-    """What the portal's home shows, in one query (the page every client opens most)."""
+    """What the portal's home shows, in one query, remembered briefly."""
     if not p.is_client:
         raise NotFound("client")
+    return await summaries.get(p.id, lambda: _load_summary(p.id))
+
+
+async def _load_summary(client_id: int) -> dict[str, Any]:
     row = await db.fetchrow(
         "SELECT c.id, c.email, c.first_name, c.last_name, c.stage, c.email_verified_at, "
         "(SELECT count(*) FROM client_messages m WHERE m.client = c.id AND m.read_at IS NULL) AS unread "
         "FROM clients c WHERE c.id = $1",
-        p.id,
+        client_id,
     )
     if row is None:
         raise NotFound("client")
@@ -206,6 +212,7 @@ async def send_message(viewer: Principal, client_id: int, subject: str, body: st
             after={"message_id": msg.id, "subject": msg.subject},
         )
         await mail.queue_email(client["email"], "new_message", {"subject": msg.subject})
+        await summaries.forget(client_id)
         await live.publish(f"client:{client_id}", "message.created", message_id=msg.id)
     return int(msg.id)
 
@@ -258,4 +265,5 @@ async def mark_read(p: Principal, message_id: int) -> None:
             await ClientMessage.update({ClientMessage.read_at: datetime.now(UTC)}).where(
                 (ClientMessage.id == message_id) & ClientMessage.read_at.is_null()
             )
+            await summaries.forget(p.id)
             await live.publish(f"client:{p.id}", "message.read", message_id=message_id)

@@ -196,3 +196,59 @@ async def test_the_header_counter_loads_for_pages_that_do_not_compute_it(client,
     await sign_in(client, personas["client_b"])
     r = await client.get("/portal/unread", headers={"HX-Request": "true"})
     assert ">1<" not in r.text
+
+
+async def test_the_portal_home_shows_a_new_message_and_its_reading_at_once_despite_the_summary_cache(
+    client, personas
+):
+    from app.core.audit import Actor
+
+    a = personas["client_a"]
+    sales = Principal(
+        kind="staff",
+        id=personas["sales"].id,
+        email="sales@staff.test",
+        name="S",
+        session_id=0,
+        mfa_passed=True,
+        totp_enabled=True,
+        roles=frozenset({"sales"}),
+    )
+    await sign_in(client, a)
+    assert 'id="tile-unread">0<' in (await client.get("/portal")).text  # now remembered
+    message_id = await services.send_message(sales, a.id, "Margin call", "Body", Actor.system("test"))
+    assert 'id="tile-unread">1<' in (await client.get("/portal")).text
+    assert (await client.get(f"/portal/messages/{message_id}")).status_code == 200  # reading marks it read
+    assert 'id="tile-unread">0<' in (await client.get("/portal")).text
+
+
+async def test_a_shared_cache_forgets_when_another_process_says_so(database):
+    """The notification other processes send on commit reaches this process's listener."""
+    import asyncio
+
+    from app.core import cache, db
+    from app.core.live import Hub
+
+    demo: cache.SharedCache[int] = cache.SharedCache("test_demo", ttl=60)
+    hub = live.hub
+    await hub.start()
+    try:
+        loads = 0
+
+        async def load() -> int:
+            nonlocal loads
+            loads += 1
+            return loads
+
+        assert await demo.get(7, load) == 1
+        assert await demo.get(7, load) == 1  # remembered
+        async with db.transaction():
+            await live.publish("cache:test_demo", "cache.forget", key=7)  # as another process would
+        for _ in range(50):
+            await asyncio.sleep(0.05)
+            if await demo.get(7, load) == 2:
+                break
+        assert loads == 2
+        assert isinstance(hub, Hub)
+    finally:
+        await hub.stop()

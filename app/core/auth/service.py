@@ -13,6 +13,7 @@ from typing import Any
 
 from piccolo.columns import Column
 
+from app.clients.cache import summaries as client_summaries
 from app.clients.tables import Client
 from app.core import audit, live, mail
 from app.core.audit import Actor
@@ -390,6 +391,7 @@ async def verify_email(token: str, actor: Actor) -> int:
             raise AuthError("This verification link has expired or was already used.")
         await Client.update({Client.email_verified_at: datetime.now(UTC)}).where(Client.id == used["user_id"])
         await sessions.changed(user_kind="client", user_id=used["user_id"])
+        await client_summaries.forget(used["user_id"])
         await audit.record(actor, "client.email_verified", "client", used["user_id"])
         await live.publish(f"client:{used['user_id']}", "client.verified", client_id=used["user_id"])
     return int(used["user_id"])
