@@ -32,6 +32,10 @@ class Principal:
     def is_partner(self) -> bool:
         return self.kind == "client" and self.partner_id is not None
 
+    @property
+    def roles_label(self) -> str:
+        return ", ".join(sorted(self.roles))
+
     def has_role(self, *roles: str) -> bool:
         return bool(self.roles & set(roles))
 
