@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -62,8 +63,8 @@ def body_of(msg: EmailMessage) -> str:
     return part.get_content() if part else ""
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[tuple[str, Mailbox]]:
+@contextmanager
+def running_smtp() -> Iterator[tuple[str, Mailbox]]:
     """A real SMTP server on loopback; yields (SMTP_URL, mailbox)."""
     box = Mailbox()
     port = free_port()
@@ -75,16 +76,17 @@ def smtp_server() -> Iterator[tuple[str, Mailbox]]:
         ctl.stop()
 
 
+@pytest.fixture
+def smtp_server() -> Iterator[tuple[str, Mailbox]]:
+    with running_smtp() as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def session_smtp() -> Iterator[tuple[str, Mailbox]]:
-    box = Mailbox()
-    port = free_port()
-    ctl = Controller(box, hostname="127.0.0.1", port=port)
-    ctl.start()
-    try:
-        yield f"smtp://127.0.0.1:{port}", box
-    finally:
-        ctl.stop()
+    """The one the live server sends to, for the whole session."""
+    with running_smtp() as server:
+        yield server
 
 
 @dataclass

@@ -10,6 +10,7 @@ from litestar.response import Template
 
 from app.core.auth import service
 from app.core.auth.guards import principal_of
+from app.core.auth.principal import Principal
 from app.core.auth.sessions import COOKIE
 from app.core.web import actor_of, client_ip, form_data, redirect, safe_next
 from app.settings import get_settings
@@ -168,17 +169,7 @@ class SecondFactorPages(Controller):
         assert p is not None
         if p.totp_enabled:
             return redirect(request, self.after)
-        secret, qr = await service.start_enrolment(p)
-        return Template(
-            "auth/enrol.html",
-            context={
-                "base": self.base,
-                "secret": secret,
-                "qr": qr,
-                "errors": {},
-                "mandatory": self.mandatory,
-            },
-        )
+        return await self._enrolment_page(p, {})
 
     @post("/2fa/setup")
     async def enrol(self, request: Request) -> Response:
@@ -190,16 +181,16 @@ class SecondFactorPages(Controller):
         except service.AuthError as exc:
             if p.totp_enabled:
                 return redirect(request, self.after)
-            secret, qr = await service.start_enrolment(p)
-            return Template(
-                "auth/enrol.html",
-                context={
-                    "base": self.base,
-                    "secret": secret,
-                    "qr": qr,
-                    "errors": {"code": exc.message},
-                    "mandatory": self.mandatory,
-                },
-                status_code=422,
-            )
+            return await self._enrolment_page(p, {"code": exc.message}, status_code=422)
         return Template("auth/recovery_codes.html", context={"codes": codes, "continue_url": self.after})
+
+    async def _enrolment_page(self, p: Principal, errors: dict[str, str], status_code: int = 200) -> Template:
+        secret, qr = await service.start_enrolment(p)
+        context = {
+            "base": self.base,
+            "secret": secret,
+            "qr": qr,
+            "errors": errors,
+            "mandatory": self.mandatory,
+        }
+        return Template("auth/enrol.html", context=context, status_code=status_code)
