@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from app.clients import lifecycle
 from app.clients.tables import Client
 from app.core import audit
 from app.core.audit import Actor
@@ -39,6 +40,14 @@ CLIENTS = [
 PARTNERS = [("ib@demo.fxcrm.test", "IBMASTER", None), ("subib@demo.fxcrm.test", "IBSUB01", "IBMASTER")]
 
 
+# The road a demo client took to their stage (dormant and churned clients were active first).
+_ROAD = ("lead", "registered", "kyc_pending", "kyc_approved", "funded", "active", "dormant", "churned")
+
+
+def _stage_path(stage: str) -> tuple[str, ...]:
+    return _ROAD[: _ROAD.index(stage) + 1]
+
+
 async def load_demo() -> dict[str, int]:
     actor = Actor.system("fxcrm demo")
     created = {"staff": 0, "clients": 0, "partners": 0}
@@ -61,13 +70,16 @@ async def load_demo() -> dict[str, int]:
             if await Client.exists().where(Client.email == email):
                 continue
             since = now - timedelta(days=60 - i * 5)
+            path = _stage_path(stage)
+            step = (now - timedelta(days=1) - since) / max(len(path) - 1, 1)
+            moments = [since + step * n for n in range(len(path))]
             c = Client(
                 email=email,
                 first_name=first,
                 last_name=last,
                 country=country,
                 stage=stage,
-                stage_changed_at=since,
+                stage_changed_at=moments[-1],
                 created_at=since,
                 email_verified_at=None if stage == "lead" else since,
                 password_hash=None if stage == "lead" else passwords.hash_password(CLIENT_PASSWORD),
@@ -76,6 +88,8 @@ async def load_demo() -> dict[str, int]:
             await audit.record(
                 actor, "client.created", "client", c.id, after={"email": email, "stage": stage}
             )
+            for n, (frm, to) in enumerate(zip((None, *path[:-1]), path, strict=True)):
+                await lifecycle.record_history(c.id, frm, to, actor, reason="demo data", at=moments[n])
             created["clients"] += 1
         for email, code, parent_code in PARTNERS:
             client = await Client.select(Client.id).where(Client.email == email).first()

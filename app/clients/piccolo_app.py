@@ -2,12 +2,12 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from app.clients.tables import Client, ClientMessage
+from app.clients.tables import Client, ClientMessage, StageChange
 
 APP_CONFIG = AppConfig(
     app_name="clients",
     migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "clients"),
-    table_classes=[Client, ClientMessage],
+    table_classes=[Client, ClientMessage, StageChange],
     migration_dependencies=["app.staff.piccolo_app"],
     commands=[],
 )

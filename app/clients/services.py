@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from piccolo.columns import Column
 
+from app.clients import lifecycle
 from app.clients.cache import summaries
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, db, live, mail
@@ -92,14 +93,20 @@ async def register(form: Registration, actor: Actor) -> int:
             await row.save()
             client_id = row.id
             before = None
+        who = Actor(
+            actor.kind if actor.kind != "anonymous" else "client",
+            str(client_id),
+            r.email,
+            actor.ip,
+            actor.user_agent,
+        )
+        # The history row only: the "client.registered" audit record below is this fact's audit.
+        if before is None or before["stage"] != "registered":
+            await lifecycle.record_history(
+                client_id, None if before is None else before["stage"], "registered", who, at=now
+            )
         await audit.record(
-            Actor(
-                actor.kind if actor.kind != "anonymous" else "client",
-                str(client_id),
-                r.email,
-                actor.ip,
-                actor.user_agent,
-            ),
+            who,
             "client.registered",
             "client",
             client_id,

@@ -37,3 +37,17 @@ class ClientMessage(Table, tablename="client_messages"):
     body = Text()
     created_at = Timestamptz()
     read_at = Timestamptz(null=True, default=None)
+
+
+class StageChange(Table, tablename="client_stage_changes"):
+    """One move of a client from one lifecycle stage to another (from_stage NULL: created at to_stage)."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, index=True)
+    from_stage = Varchar(length=16, null=True, default=None)
+    to_stage = Varchar(length=16)
+    reason = Text(default="")
+    actor_kind = Varchar(length=16)
+    actor_id = Varchar(length=64, null=True, default=None)
+    actor_label = Varchar(length=320, default="")
+    changed_at = Timestamptz()

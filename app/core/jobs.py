@@ -23,7 +23,7 @@ from app.core import db
 
 log = logging.getLogger(__name__)
 
-JOB_MODULES = ("app.core.mail", "app.core.maintenance")
+JOB_MODULES = ("app.core.mail", "app.core.maintenance", "app.clients.jobs")
 
 _functions: dict[str, Callable[..., Any]] = {}
 _crons: list[CronJob] = []

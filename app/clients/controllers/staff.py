@@ -6,10 +6,11 @@ from litestar import Controller, Request, Response, get, post
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
-from app.clients import services
+from app.clients import lifecycle, services
 from app.clients.tables import STAGES
+from app.core.auth.guards import requires_roles
 from app.core.errors import FormErrors
-from app.core.web import actor_of, form_data, principal, redirect, render
+from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
 from app.staff.navigation import section_guard
 
 
@@ -30,12 +31,64 @@ class StaffClients(Controller):
     @get("/{client_id:int}")
     async def detail(self, request: Request, client_id: int) -> Template:
         p = principal(request)
-        client = await services.get_client_for(p, client_id)
+        panel = await lifecycle.stage_panel_for(p, client_id)
         msgs = await services.messages_for(p, client_id)
         return Template(
             "clients/staff_detail.html",
-            context={"client": client, "messages": msgs, "errors": {}, "values": {}},
+            context={**panel, "messages": msgs, "errors": {}, "values": {}},
         )
+
+    @get("/{client_id:int}/stage")
+    async def stage_panel(self, request: Request, client_id: int) -> Template:
+        p = principal(request)
+        panel = await lifecycle.stage_panel_for(p, client_id)
+        msgs = [] if is_fragment_request(request) else await services.messages_for(p, client_id)
+        return render(
+            request,
+            "clients/staff_detail.html",
+            {**panel, "messages": msgs, "errors": {}, "values": {}},
+            partial="clients/_stage_panel.html",
+        )
+
+    @post("/{client_id:int}/stage", guards=[requires_roles(*lifecycle.MANUAL_ROLES)])
+    async def change_stage(self, request: HTMXRequest, client_id: int) -> Response:
+        p = principal(request)
+        data = await form_data(request)
+        await services.get_client_for(p, client_id)
+        try:
+            await lifecycle.change_stage(
+                client_id,
+                data.get("stage", ""),
+                actor_of(request),
+                reason=data.get("reason", ""),
+                manual_by=p,
+            )
+        except FormErrors as exc:
+            panel = await lifecycle.stage_panel_for(p, client_id)
+            msgs = [] if is_fragment_request(request) else await services.messages_for(p, client_id)
+            return render(
+                request,
+                "clients/staff_detail.html",
+                {
+                    **panel,
+                    "stage_errors": exc.errors,
+                    "stage_values": data,
+                    "messages": msgs,
+                    "errors": {},
+                    "values": {},
+                },
+                partial="clients/_stage_panel.html",
+                status_code=422,
+            )
+        if request.htmx:
+            panel = await lifecycle.stage_panel_for(p, client_id)
+            return render(
+                request,
+                "clients/staff_detail.html",
+                {**panel, "stage_moved": True, "messages": [], "errors": {}, "values": {}},
+                partial="clients/_stage_panel.html",
+            )
+        return redirect(request, f"/staff/clients/{client_id}")
 
     @post("/{client_id:int}/messages")
     async def send_message(self, request: HTMXRequest, client_id: int) -> Response:
@@ -46,12 +99,12 @@ class StaffClients(Controller):
                 p, client_id, data.get("subject", ""), data.get("body", ""), actor_of(request)
             )
         except FormErrors as exc:
-            client = await services.get_client_for(p, client_id)
+            panel = await lifecycle.stage_panel_for(p, client_id)
             msgs = await services.messages_for(p, client_id)
             return render(
                 request,
                 "clients/staff_detail.html",
-                {"client": client, "messages": msgs, "errors": exc.errors, "values": data},
+                {**panel, "messages": msgs, "errors": exc.errors, "values": data},
                 partial="clients/_message_panel.html",
                 status_code=422,
             )
