@@ -11,6 +11,7 @@ from litestar.config.csrf import CSRFConfig
 from litestar.contrib.jinja import JinjaTemplateEngine
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins.htmx import HTMXPlugin, HTMXRequest
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
@@ -50,11 +51,13 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
 
     import app.clients.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import StaffClients, portal_router
+    from app.integrations.controllers import ApiKeys
+    from app.leads.api import api_router
     from app.partners.controllers import StaffPartners
     from app.partners.routes import partner_router
     from app.staff.controllers import build_staff_router
 
-    staff_router = build_staff_router([StaffClients, StaffPartners])
+    staff_router = build_staff_router([StaffClients, StaffPartners, ApiKeys])
 
     owns_pool = False
 
@@ -88,6 +91,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
             staff_router,
             portal_router,
             partner_router,
+            api_router,
             create_static_files_router(
                 path="/static", directories=[ROOT / "static"], include_in_schema=False
             ),
@@ -109,7 +113,15 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
         plugins=[HTMXPlugin()],
         request_class=HTMXRequest,
         exception_handlers=EXCEPTION_HANDLERS,
-        openapi_config=OpenAPIConfig(title="FX CRM API", version="1"),
+        openapi_config=OpenAPIConfig(
+            title="FX CRM API",
+            version="1",
+            components=Components(
+                security_schemes={
+                    "ApiKey": SecurityScheme(type="apiKey", name="X-API-Key", security_scheme_in="header")
+                }
+            ),
+        ),
         request_max_body_size=sec.max_form_bytes,
         debug=False,
     )

@@ -14,6 +14,8 @@ APP_REGISTRY = AppRegistry(
         "app.staff.piccolo_app",
         "app.clients.piccolo_app",
         "app.partners.piccolo_app",
+        "app.integrations.piccolo_app",
+        "app.leads.piccolo_app",
     ]
 )
 

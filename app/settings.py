@@ -68,6 +68,8 @@ class Settings:
     mt5_sim_enabled: bool = True
     template_reload: bool = False
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
+    dormant_after_days: int = 90  # an active client without a login this long becomes dormant
+    api_rate_limit_per_minute: int = 120
 
     @property
     def production(self) -> bool:
@@ -108,7 +110,13 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     if app_env == "production" and not smtp_url:
         raise SettingsError("SMTP_URL is required when APP_ENV=production")
     base_url = (env.get("BASE_URL") or f"http://{host}:{port}").rstrip("/")
+    dormant_after_days = _int(env, "DORMANT_AFTER_DAYS", 90)
+    if not 1 <= dormant_after_days <= 3650:
+        raise SettingsError(f"DORMANT_AFTER_DAYS must be between 1 and 3650, got {dormant_after_days}")
     origins = tuple(o.strip().rstrip("/") for o in env.get("ALLOWED_ORIGINS", "").split(",") if o.strip())
+    api_rate_limit = _int(env, "API_RATE_LIMIT_PER_MINUTE", 120)
+    if api_rate_limit < 1:
+        raise SettingsError(f"API_RATE_LIMIT_PER_MINUTE must be at least 1, got {api_rate_limit}")
     security = SecuritySettings(
         secret_key=_secret_key(env, app_env, var_dir),
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
@@ -128,6 +136,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         mt5_sim_enabled=_bool(env, "MT5_SIM_ENABLED", True),
         template_reload=_bool(env, "TEMPLATE_RELOAD", app_env == "development"),
         allowed_origins=origins or (base_url,),
+        dormant_after_days=dormant_after_days,
+        api_rate_limit_per_minute=api_rate_limit,
     )
 
 

@@ -129,6 +129,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/"): public(302, location="/portal"),
     ("GET", "/healthz"): public(200),
     ("GET", "/readyz"): public(503, text="no worker heartbeat"),  # no worker runs in this test
+    # The public lead API: a session means nothing there, an API key does (tests/leads prove it).
+    ("POST", "/api/v1/leads"): public(401, text="missing_api_key"),
+    ("POST", "/api/v1/leads/form"): public(401, text="API key"),
     # Staff sign-in: open to everyone.
     ("GET", "/staff/login"): public(),
     ("POST", "/staff/login"): public(),
@@ -147,6 +150,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/clients"): staff(*EVERY_DESK),
     ("GET", "/staff/clients/{client_id:int}"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/messages"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}/stage"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/stage"): staff("admin", "compliance", "sales"),
     ("GET", "/staff/kyc"): staff("admin", "compliance"),
     ("GET", "/staff/accounts"): staff("admin", "finance", "dealing"),
     ("GET", "/staff/funding"): staff("admin", "finance"),
@@ -166,6 +171,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/staff/settings/staff/{staff_id:int}"): staff(*ADMIN),
     ("POST", "/staff/settings/staff/{staff_id:int}/active"): staff(*ADMIN),
     ("POST", "/staff/settings/staff/{staff_id:int}/reset-2fa"): staff(*ADMIN),
+    ("GET", "/staff/settings/api-keys"): staff(*ADMIN),
+    ("GET", "/staff/settings/api-keys/new"): staff(*ADMIN),
+    ("POST", "/staff/settings/api-keys/new"): staff(*ADMIN),
+    ("POST", "/staff/settings/api-keys/{key_id:int}/revoke"): staff(*ADMIN),
     # Client portal: sign-in, registration, verification are open.
     ("GET", "/portal/login"): public(),
     ("POST", "/portal/login"): public(),
@@ -268,6 +277,8 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return str(personas["compliance"].id)
         if name == "email_id":
             return str(ids["email"])
+        if name == "key_id":
+            return "1"
         if name == "message_id":
             return str(ids.get(f"message:{persona}", ids["message:client_a"]))
         raise AssertionError(f"no id for path parameter {name!r} in {path}: add one to concrete()")

@@ -1,0 +1,1 @@
+"""Integrations: API keys that let the broker's websites and tools call the public API."""

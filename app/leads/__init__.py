@@ -1,0 +1,1 @@
+"""Leads: capture from websites and landing pages, with their marketing source."""
