@@ -1,4 +1,5 @@
 from piccolo.columns import ForeignKey, Serial, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
 from app.clients.tables import Client
@@ -13,3 +14,28 @@ class Partner(Table, tablename="partners"):
     parent: ForeignKey["Partner"] = ForeignKey(references="self", null=True)
     status = Varchar(length=16, default="active")  # active | suspended
     created_at = Timestamptz()
+
+
+class ReferralClick(Table, tablename="referral_clicks"):
+    """One visit through a partner's referral link: the evidence an attribution points back to."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    partner = ForeignKey(references=Partner, index=True)
+    token = Varchar(length=64, unique=True)
+    clicked_at = Timestamptz()
+    landing_page = Varchar(length=2000, default="")
+    ip = Varchar(length=64, default="")
+    user_agent = Varchar(length=400, default="")
+
+
+class Attribution(Table, tablename="partner_attributions"):
+    """Which partner brought a client, decided once, with how we know (link, code or staff)."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, unique=True)
+    partner = ForeignKey(references=Partner, index=True)
+    source = Varchar(length=8)  # link | code | staff
+    click = ForeignKey(references=ReferralClick, null=True, on_delete=OnDelete.set_null)
+    clicked_at = Timestamptz(null=True, default=None)
+    landing_page = Varchar(length=2000, default="")
+    attributed_at = Timestamptz()

@@ -3,7 +3,7 @@ from litestar.response import Template
 
 from app.core.auth.controllers import AuthPages
 from app.core.web import principal, render
-from app.partners import services
+from app.partners import attribution, services
 from app.settings import get_settings
 from app.staff.navigation import section_guard
 
@@ -28,7 +28,11 @@ class PartnerPages(Controller):
         me = await services.partner_for(principal(request))
         network = await services.network_of(me["id"])
         link = f"{get_settings().base_url}/r/{me['code']}"
-        return Template("partners/overview.html", context={"me": me, "network": network, "link": link})
+        funnel = await attribution.funnel_of(me["id"])
+        return Template(
+            "partners/overview.html",
+            context={"me": me, "network": network, "link": link, "funnel": funnel},
+        )
 
     @get("/network")
     async def network(self, request: Request) -> Template:
