@@ -50,14 +50,22 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
         db.configure(db.resolve_database_url(settings.database_url, settings.var_dir))
 
     import app.clients.live  # noqa: F401  (registers live renderers)
+    import app.workbench.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import StaffClients, portal_router
     from app.integrations.controllers import ApiKeys
     from app.leads.api import api_router
     from app.partners.controllers import StaffPartners
+    from app.partners.referrals import ReferralLinks
     from app.partners.routes import partner_router
+    from app.routing.controllers import ClientAssignment, DeskSettings
     from app.staff.controllers import build_staff_router
+    from app.workbench.controllers import ClientWorkbench, MyWork
 
     staff_router = build_staff_router([StaffClients, StaffPartners, ApiKeys])
+    staff_router.register(ClientWorkbench)
+    staff_router.register(MyWork)
+    staff_router.register(DeskSettings)
+    staff_router.register(ClientAssignment)
 
     owns_pool = False
 
@@ -91,6 +99,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
             staff_router,
             portal_router,
             partner_router,
+            ReferralLinks,
             api_router,
             create_static_files_router(
                 path="/static", directories=[ROOT / "static"], include_in_schema=False

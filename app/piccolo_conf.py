@@ -16,6 +16,8 @@ APP_REGISTRY = AppRegistry(
         "app.partners.piccolo_app",
         "app.integrations.piccolo_app",
         "app.leads.piccolo_app",
+        "app.workbench.piccolo_app",
+        "app.routing.piccolo_app",
     ]
 )
 

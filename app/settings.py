@@ -70,6 +70,9 @@ class Settings:
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
     dormant_after_days: int = 90  # an active client without a login this long becomes dormant
     api_rate_limit_per_minute: int = 120
+    default_desk: str = ""  # the desk for leads no routing rule matches; empty: the unassigned pool
+    first_contact_sla_minutes: int = 60
+    lead_idle_days: int = 3  # an owned lead untouched this long goes back to its desk's pool
 
     @property
     def production(self) -> bool:
@@ -117,6 +120,15 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     api_rate_limit = _int(env, "API_RATE_LIMIT_PER_MINUTE", 120)
     if api_rate_limit < 1:
         raise SettingsError(f"API_RATE_LIMIT_PER_MINUTE must be at least 1, got {api_rate_limit}")
+    default_desk = (env.get("DEFAULT_DESK") or "").strip()
+    if len(default_desk) > 100:
+        raise SettingsError("DEFAULT_DESK must be a desk name of at most 100 characters")
+    sla_minutes = _int(env, "FIRST_CONTACT_SLA_MINUTES", 60)
+    if not 1 <= sla_minutes <= 10080:
+        raise SettingsError(f"FIRST_CONTACT_SLA_MINUTES must be between 1 and 10080, got {sla_minutes}")
+    lead_idle_days = _int(env, "LEAD_IDLE_DAYS", 3)
+    if not 1 <= lead_idle_days <= 365:
+        raise SettingsError(f"LEAD_IDLE_DAYS must be between 1 and 365, got {lead_idle_days}")
     security = SecuritySettings(
         secret_key=_secret_key(env, app_env, var_dir),
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
@@ -138,6 +150,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         allowed_origins=origins or (base_url,),
         dormant_after_days=dormant_after_days,
         api_rate_limit_per_minute=api_rate_limit,
+        default_desk=default_desk,
+        first_contact_sla_minutes=sla_minutes,
+        lead_idle_days=lead_idle_days,
     )
 
 

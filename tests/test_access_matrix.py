@@ -128,6 +128,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     # Outside every portal.
     ("GET", "/"): public(302, location="/portal"),
     ("GET", "/healthz"): public(200),
+    # Referral links: anyone may follow one to the registration page.
+    ("GET", "/r/{code:str}"): public(303, location="/portal/register"),
     ("GET", "/readyz"): public(503, text="no worker heartbeat"),  # no worker runs in this test
     # The public lead API: a session means nothing there, an API key does (tests/leads prove it).
     ("POST", "/api/v1/leads"): public(401, text="missing_api_key"),
@@ -152,6 +154,20 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/staff/clients/{client_id:int}/messages"): staff(*EVERY_DESK),
     ("GET", "/staff/clients/{client_id:int}/stage"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/stage"): staff("admin", "compliance", "sales"),
+    ("GET", "/staff/clients/{client_id:int}/assignment"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/contacted"): staff("admin", "sales"),
+    ("POST", "/staff/clients/{client_id:int}/owner"): staff(*ADMIN),
+    # The workbench panels of a client page: whoever enters the clients section.
+    ("GET", "/staff/clients/{client_id:int}/notes"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/notes"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}/tasks"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/tasks"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/tasks/{task_id:int}/done"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}/timeline"): staff(*EVERY_DESK),
+    # Each staff member's own work: every desk.
+    ("GET", "/staff/tasks"): staff(*EVERY_DESK),
+    ("GET", "/staff/mentions"): staff(*EVERY_DESK),
+    ("GET", "/staff/mentions/unread"): staff(*EVERY_DESK),
     ("GET", "/staff/kyc"): staff("admin", "compliance"),
     ("GET", "/staff/accounts"): staff("admin", "finance", "dealing"),
     ("GET", "/staff/funding"): staff("admin", "finance"),
@@ -175,6 +191,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/settings/api-keys/new"): staff(*ADMIN),
     ("POST", "/staff/settings/api-keys/new"): staff(*ADMIN),
     ("POST", "/staff/settings/api-keys/{key_id:int}/revoke"): staff(*ADMIN),
+    ("GET", "/staff/settings/desks"): staff(*ADMIN),
+    ("POST", "/staff/settings/desks"): staff(*ADMIN),
+    ("POST", "/staff/settings/desks/members"): staff(*ADMIN),
+    ("POST", "/staff/settings/desks/rules"): staff(*ADMIN),
+    ("POST", "/staff/settings/desks/rules/remove"): staff(*ADMIN),
     # Client portal: sign-in, registration, verification are open.
     ("GET", "/portal/login"): public(),
     ("POST", "/portal/login"): public(),
@@ -271,6 +292,8 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
         name = m.group(1)
         if name == "token":
             return BAD_TOKEN
+        if name == "code":
+            return "IBTEST"  # a real partner code: the click is recorded, then on to registration
         if name == "client_id":
             return str(personas["client_a"].id)
         if name == "staff_id":
@@ -278,6 +301,8 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
         if name == "email_id":
             return str(ids["email"])
         if name == "key_id":
+            return "1"
+        if name == "task_id":
             return "1"
         if name == "message_id":
             return str(ids.get(f"message:{persona}", ids["message:client_a"]))

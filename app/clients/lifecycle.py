@@ -18,6 +18,7 @@ from app.core.audit import Actor
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
+from app.workbench.timeline import record_event
 
 TRANSITIONS: dict[str, frozenset[str]] = {
     "lead": frozenset({"registered"}),
@@ -138,6 +139,8 @@ async def record_history(
         actor_label=actor.label[:320],
         changed_at=at or datetime.now(UTC),
     ).save()
+    summary = f"Stage: {label(from_stage)} → {label(to_stage)}" + (f" ({reason})" if reason else "")
+    await record_event(client_id, "stage", summary, "client", client_id, at=at)
 
 
 async def history(client_id: int, limit: int = 200) -> list[dict[str, Any]]:

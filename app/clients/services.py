@@ -19,6 +19,7 @@ from app.core.auth import service as auth_service
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
+from app.workbench.timeline import record_event
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
@@ -61,7 +62,7 @@ def validate_registration(r: Registration) -> dict[str, str]:
     return errors
 
 
-async def register(form: Registration, actor: Actor) -> int:
+async def register(form: Registration, actor: Actor, *, referral_token: str | None = None) -> int:
     """Create the client (or complete their existing lead) at stage `registered`, and send the verification link.
 
     All or nothing: the client row, the audit record and the queued e-mail commit together.
@@ -113,6 +114,9 @@ async def register(form: Registration, actor: Actor) -> int:
             before=before,
             after={"stage": "registered", "country": r.country, "email": r.email},
         )
+        from app.partners.attribution import attribute_at_registration  # partners build on clients
+
+        await attribute_at_registration(client_id, referral_token, who)
         await auth_service.send_verification_email(client_id, r.email)
         await summaries.forget(client_id)
         await live.publish("staff:all", "client.changed", client_id=client_id)
@@ -221,6 +225,9 @@ async def send_message(viewer: Principal, client_id: int, subject: str, body: st
         await mail.queue_email(client["email"], "new_message", {"subject": msg.subject})
         await summaries.forget(client_id)
         await live.publish(f"client:{client_id}", "message.created", message_id=msg.id)
+        await record_event(
+            client_id, "message", f"Message from {viewer.name}: {msg.subject}", "message", msg.id
+        )
     return int(msg.id)
 
 

@@ -23,7 +23,9 @@ from app.core import db
 
 log = logging.getLogger(__name__)
 
+JOB_MODULES: tuple[str, ...]
 JOB_MODULES = ("app.core.mail", "app.core.maintenance", "app.clients.jobs")
+JOB_MODULES += ("app.routing.jobs",)
 
 _functions: dict[str, Callable[..., Any]] = {}
 _crons: list[CronJob] = []

@@ -21,6 +21,8 @@ from app.core.audit import Actor
 from app.core.db import fetch, transaction
 from app.core.errors import FormErrors
 from app.leads.tables import CHANNELS, LeadSource
+from app.routing import services as routing
+from app.workbench.timeline import record_event
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -181,6 +183,7 @@ async def capture_lead(
             await lifecycle.record_history(
                 client_id, None, "lead", actor, reason=f"lead captured ({channel})", at=now
             )
+            await routing.route_lead(client_id, actor)
         await LeadSource(
             client=client_id, channel=channel, api_key=api_key_id, created_at=now, **source
         ).save()
@@ -195,4 +198,7 @@ async def capture_lead(
             actor, "lead.captured" if created else "lead.merged", "client", client_id, after=after
         )
         await live.publish("staff:all", "client.changed", client_id=client_id)
+        await record_event(
+            client_id, "lead", f"Lead {'captured' if created else 'merged'} ({channel})", "client", client_id
+        )
     return client_id, created

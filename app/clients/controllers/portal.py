@@ -10,6 +10,9 @@ from app.core.auth import service as auth_service
 from app.core.auth.controllers import AuthPages, SecondFactorPages, set_session_cookie
 from app.core.errors import FormErrors
 from app.core.web import actor_of, client_ip, form_data, is_fragment_request, principal, redirect, render
+from app.partners.attribution import COOKIE as REFERRAL_COOKIE
+from app.partners.attribution import unsign
+from app.partners.referrals import clear_referral_cookie
 
 
 class PortalAuth(AuthPages):
@@ -37,7 +40,9 @@ class PortalAuth(AuthPages):
             accept_terms=data.get("accept_terms") == "on",
         )
         try:
-            await services.register(form, actor_of(request))
+            await services.register(
+                form, actor_of(request), referral_token=unsign(request.cookies.get(REFERRAL_COOKIE))
+            )
         except FormErrors as exc:
             values = {k: v for k, v in data.items() if k != "password"}
             return Template(
@@ -52,8 +57,12 @@ class PortalAuth(AuthPages):
                 user_agent=request.headers.get("user-agent", ""),
             )
         except auth_service.AuthError:  # the account exists; e.g. this address is throttled: sign in later
-            return redirect(request, "/portal/login")
-        return set_session_cookie(redirect(request, "/portal?welcome=1"), outcome.session_key)
+            response = redirect(request, "/portal/login")
+            response.set_cookie(clear_referral_cookie())
+            return response
+        response = set_session_cookie(redirect(request, "/portal?welcome=1"), outcome.session_key)
+        response.set_cookie(clear_referral_cookie())  # the registration has used it
+        return response
 
     @get("/verify/{token:str}")
     async def verify(self, request: Request, token: str) -> Template:

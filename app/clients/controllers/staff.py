@@ -11,6 +11,7 @@ from app.clients.tables import STAGES
 from app.core.auth.guards import requires_roles
 from app.core.errors import FormErrors
 from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
+from app.partners import attribution
 from app.staff.navigation import section_guard
 
 
@@ -33,9 +34,10 @@ class StaffClients(Controller):
         p = principal(request)
         panel = await lifecycle.stage_panel_for(p, client_id)
         msgs = await services.messages_for(p, client_id)
+        referred = await attribution.attribution_of(p, client_id)
         return Template(
             "clients/staff_detail.html",
-            context={**panel, "messages": msgs, "errors": {}, "values": {}},
+            context={**panel, "messages": msgs, "errors": {}, "values": {}, "attribution": referred},
         )
 
     @get("/{client_id:int}/stage")
