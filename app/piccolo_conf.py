@@ -18,6 +18,7 @@ APP_REGISTRY = AppRegistry(
         "app.leads.piccolo_app",
         "app.workbench.piccolo_app",
         "app.routing.piccolo_app",
+        "app.views.piccolo_app",
     ]
 )
 

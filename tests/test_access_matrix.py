@@ -151,6 +151,9 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff"): staff(*EVERY_DESK),
     ("GET", "/staff/clients"): staff(*EVERY_DESK),
     ("GET", "/staff/clients/{client_id:int}"): staff(*EVERY_DESK),
+    # Saved views of the client list: whoever enters the clients section (deleting: only one's own).
+    ("POST", "/staff/clients/views"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/views/{view_id:int}/delete"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/messages"): staff(*EVERY_DESK),
     ("GET", "/staff/clients/{client_id:int}/stage"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/stage"): staff("admin", "compliance", "sales"),
@@ -301,6 +304,8 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
         if name == "email_id":
             return str(ids["email"])
         if name == "key_id":
+            return "1"
+        if name == "view_id":
             return "1"
         if name == "task_id":
             return "1"

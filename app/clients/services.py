@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from piccolo.columns import Column
 
 from app.clients import lifecycle
 from app.clients.cache import summaries
+from app.clients.filters import ClientFilters
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, db, live, mail
 from app.core.audit import Actor
@@ -166,33 +167,94 @@ async def _load_summary(client_id: int) -> dict[str, Any]:
     return row
 
 
-async def list_clients_for(
-    viewer: Principal, *, q: str = "", stage: str = "", limit: int = 100
-) -> list[dict[str, Any]]:
+NAME_SQL = "lower(c.first_name || ' ' || c.last_name)"
+PHONE_DIGITS_SQL = "regexp_replace(c.phone, '[^0-9]', '', 'g')"
+STAGE_SQL = (
+    "array_position(ARRAY[" + ",".join(f"'{s}'" for s in STAGES) + "]::text[], c.stage::text)"
+)  # the lifecycle order; built from our own constant, matching the clients_stage_keyset index
+SORT_SQL = {"created": "c.created_at", "name": NAME_SQL, "stage": STAGE_SQL}
+
+
+def _like(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+async def list_clients_for(viewer: Principal, filters: ClientFilters | None = None) -> dict[str, Any]:
+    """One page of the staff client list and the cursor of the next one (keyset, never OFFSET).
+
+    Every value reaches SQL as a parameter; only whitelisted sort expressions are spliced in.
+    """
     if not viewer.is_staff:
         raise NotFound("client")
-    query = (
-        Client.select(
-            Client.id,
-            Client.email,
-            Client.first_name,
-            Client.last_name,
-            Client.country,
-            Client.stage,
-            Client.created_at,
-            Client.email_verified_at,
-        )
-        .order_by(Client.id, ascending=False)
-        .limit(limit)
+    f = filters or ClientFilters()
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return "{}"
+
+    if f.q:
+        term = f.q.lower()
+        parts = [f"{NAME_SQL} LIKE {arg(_like(term))}", f"lower(c.email) LIKE {arg(_like(term))}"]
+        digits = re.sub(r"\D", "", f.q).lstrip("0")  # "0151…" and "+49 151…" both find "+49151…"
+        if len(digits) >= 4 and not re.search(r"[^\d\s()+./-]", f.q):
+            parts.append(f"{PHONE_DIGITS_SQL} LIKE {arg(_like(digits))}")
+        where.append("(" + " OR ".join(parts) + ")")
+    if f.stage:
+        where.append(f"c.stage = {arg(f.stage)}")
+    if f.owner is not None:
+        where.append("a.owner IS NULL" if f.owner == 0 else f"a.owner = {arg(f.owner)}")
+    if f.desk is not None:
+        where.append("a.desk IS NULL" if f.desk == 0 else f"a.desk = {arg(f.desk)}")
+    if f.country:
+        where.append(f"c.country = {arg(f.country)}")
+    if f.language:
+        where.append(f"lower(c.language) = {arg(f.language)}")
+    if f.ib:
+        where.append(f"upper(p.code) = {arg(f.ib.upper())}")
+    if f.created_from:
+        start = datetime.combine(f.created_from, datetime.min.time(), tzinfo=UTC)
+        where.append(f"c.created_at >= {arg(start)}")
+    if f.created_to:
+        end = datetime.combine(f.created_to + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+        where.append(f"c.created_at < {arg(end)}")
+    key = SORT_SQL[f.sort]
+    order = "DESC" if f.direction == "desc" else "ASC"
+    if f.after is not None and f.after_id is not None:
+        cmp = "<" if order == "DESC" else ">"
+        where.append(f"({key}, c.id) {cmp} ({arg(f.after)}, {arg(f.after_id)})")
+    sql = (
+        f"SELECT c.id, c.first_name, c.last_name, c.email, c.phone, c.country, c.language, c.stage, "
+        f"c.created_at, c.email_verified_at, {key} AS sort_key, "
+        "o.id AS owner_id, o.name AS owner_name, d.id AS desk_id, d.name AS desk_name, p.code AS ib_code "
+        "FROM clients c "
+        "LEFT JOIN routing_assignments a ON a.client = c.id "
+        "LEFT JOIN staff_users o ON o.id = a.owner "
+        "LEFT JOIN routing_desks d ON d.id = a.desk "
+        "LEFT JOIN partner_attributions pa ON pa.client = c.id "
+        "LEFT JOIN partners p ON p.id = pa.partner "
+        + ("WHERE " + " AND ".join(where) + " " if where else "")
+        + f"ORDER BY {key} {order}, c.id {order} LIMIT {arg(f.per + 1)}"
     )
-    if q:
-        like = f"%{q.strip()}%"
-        query = query.where(
-            Client.email.ilike(like) | Client.first_name.ilike(like) | Client.last_name.ilike(like)
-        )
-    if stage in STAGES:
-        query = query.where(Client.stage == stage)
-    return await query
+    rows = await db.fetch(sql, *args)
+    more = len(rows) > f.per
+    rows = rows[: f.per]
+    next_query = None
+    if more:
+        last = rows[-1]
+        sort_key = last["sort_key"]
+        cursor = sort_key.isoformat() if isinstance(sort_key, datetime) else str(sort_key)
+        next_query = f.query(after=cursor, after_id=last["id"])
+    return {"clients": rows, "next_query": next_query}
+
+
+async def list_choices() -> dict[str, Any]:
+    """The owner and desk pickers of the client list."""
+    return {
+        "owners": await db.fetch("SELECT id, name FROM staff_users WHERE is_active ORDER BY name, id"),
+        "desks": await db.fetch("SELECT id, name FROM routing_desks ORDER BY name, id"),
+    }
 
 
 async def send_message(viewer: Principal, client_id: int, subject: str, body: str, actor: Actor) -> int:
