@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from app import demo_crowd
 from app.clients import lifecycle
 from app.clients.tables import Client
 from app.core import audit
@@ -22,6 +23,8 @@ STAFF = [
     ("finance@demo.fxcrm.test", "Fiona Finance", ["finance"]),
     ("sales@demo.fxcrm.test", "Sam Sales", ["sales"]),
     ("dealing@demo.fxcrm.test", "Dana Dealing", ["dealing"]),
+    ("sales.eu@demo.fxcrm.test", "Elena Europa", ["sales"]),
+    ("sales.mena@demo.fxcrm.test", "Omar Haddad", ["sales"]),
 ]
 
 # (email, first, last, country, stage)
@@ -52,15 +55,25 @@ async def load_demo() -> dict[str, int]:
     actor = Actor.system("fxcrm demo")
     created = {"staff": 0, "clients": 0, "partners": 0}
     now = datetime.now(UTC)
+    staff_hash: str | None = None
+    hashes: list[str] = []
+
+    def client_hash() -> str:
+        """argon2 is slow on purpose: hash the shared demo password once per run, and only if needed."""
+        if not hashes:
+            hashes.append(passwords.hash_password(CLIENT_PASSWORD))
+        return hashes[0]
+
     async with transaction():
         for email, name, roles in STAFF:
             if await StaffUser.exists().where(StaffUser.email == email):
                 continue
+            staff_hash = staff_hash or passwords.hash_password(STAFF_PASSWORD)
             s = StaffUser(
                 email=email,
                 name=name,
                 roles=roles,
-                password_hash=passwords.hash_password(STAFF_PASSWORD),
+                password_hash=staff_hash,
                 created_at=now,
             )
             await s.save()
@@ -82,7 +95,7 @@ async def load_demo() -> dict[str, int]:
                 stage_changed_at=moments[-1],
                 created_at=since,
                 email_verified_at=None if stage == "lead" else since,
-                password_hash=None if stage == "lead" else passwords.hash_password(CLIENT_PASSWORD),
+                password_hash=None if stage == "lead" else client_hash(),
             )
             await c.save()
             await audit.record(
@@ -109,7 +122,9 @@ async def load_demo() -> dict[str, int]:
                 actor, "partner.granted", "partner", p.id, after={"client_id": client["id"], "code": code}
             )
             created["partners"] += 1
-    return created
+        crowd = await demo_crowd.load(actor, password_hash=client_hash)
+    created["clients"] += crowd.pop("clients")
+    return {**created, **crowd}
 
 
 def print_logins() -> None:

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import uuid
 
+import phonenumbers
 import psycopg
 import pytest
 
+from app import demo_crowd
 from app.clients.tables import STAGES, Client
 from app.core import audit, db
 from app.core.migrate import pending_migrations
@@ -41,11 +43,62 @@ async def test_the_demo_broker_has_every_role_every_stage_and_an_ib_with_a_sub_i
 
 async def test_loading_the_demo_twice_changes_nothing(database):
     first = await load_demo()
-    assert first == {"staff": len(STAFF), "clients": len(CLIENTS), "partners": 2}
-    before = await counts()
+    assert {k: first[k] for k in ("staff", "clients", "partners", "desks")} == {
+        "staff": len(STAFF),
+        "clients": len(CLIENTS) + demo_crowd.SIZE,
+        "partners": 2,
+        "desks": len(demo_crowd.DESKS),
+    }
+    assert first["notes"] > 0 and first["tasks"] > 0 and first["referred"] > 0
+    before = await every_count()
     second = await load_demo()
-    assert second == {"staff": 0, "clients": 0, "partners": 0}
-    assert await counts() == before
+    assert set(second.values()) == {0}
+    assert await every_count() == before
+
+
+async def every_count() -> dict[str, int]:
+    tables = [
+        "staff_users", "clients", "partners", "audit_events", "client_stage_changes", "client_timeline",
+        "routing_desks", "routing_rules", "routing_desk_members", "routing_assignments", "client_notes",
+        "note_mentions", "client_tasks", "partner_attributions",
+    ]  # fmt: skip
+    rows = await db.fetch("SELECT " + ", ".join(f"(SELECT count(*) FROM {t}) AS {t}" for t in tables))
+    return rows[0]
+
+
+async def test_the_demo_crowd_is_spread_over_stages_desks_and_languages_and_routed(database):
+    await load_demo()
+    per_stage = await db.fetch("SELECT stage, count(*) AS n FROM clients GROUP BY stage")
+    assert {r["stage"] for r in per_stage if r["n"] >= 10} == set(STAGES)
+    languages = await db.fetch("SELECT DISTINCT language FROM clients")
+    assert {"de", "fr", "ar", "en"} <= {r["language"] for r in languages}
+    desks = await db.fetch(
+        "SELECT d.name, count(DISTINCT a.client) AS leads, count(DISTINCT a.owner) AS agents, "
+        "count(DISTINCT c.language) AS languages FROM routing_desks d "
+        "JOIN routing_assignments a ON a.desk = d.id JOIN clients c ON c.id = a.client GROUP BY d.name"
+    )
+    assert {d["name"] for d in desks} == set(demo_crowd.DESKS)
+    assert all(d["leads"] >= 20 and d["agents"] >= 1 for d in desks)
+    mena = await db.fetch(
+        "SELECT DISTINCT c.language FROM routing_assignments a JOIN routing_desks d ON d.id = a.desk "
+        "JOIN clients c ON c.id = a.client WHERE d.name = 'MENA desk'"
+    )
+    assert [r["language"] for r in mena] == ["ar"]
+    # every generated client's history walks the lifecycle from lead to where they are now
+    bad = await db.fetch(
+        "SELECT c.id FROM clients c WHERE c.email LIKE {} AND ("
+        " (SELECT to_stage FROM client_stage_changes s WHERE s.client = c.id ORDER BY changed_at DESC, id DESC"
+        "  LIMIT 1) <> c.stage OR (SELECT count(*) FROM client_stage_changes s WHERE s.client = c.id"
+        "  AND from_stage IS NULL AND to_stage = 'lead') <> 1)",
+        f"%@{demo_crowd.DOMAIN}",
+    )
+    assert bad == []
+    phones = await db.fetch("SELECT phone FROM clients WHERE email LIKE {}", f"%@{demo_crowd.DOMAIN}")
+    valid = [r for r in phones if phonenumbers.is_valid_number(phonenumbers.parse(r["phone"]))]
+    assert len(valid) >= demo_crowd.SIZE * 0.9  # stored as E.164, like captured leads
+    assigned = await db.fetch("SELECT count(*) AS n FROM audit_events WHERE action = 'lead.assigned'")
+    assert assigned[0]["n"] == demo_crowd.SIZE
+    assert (await audit.verify()).ok
 
 
 @pytest.fixture
