@@ -18,6 +18,7 @@ import pytest
 from app.clients.tables import Client
 from app.core.auth import passwords, sessions
 from app.partners.tables import Partner
+from app.routing.tables import Assignment, Desk, DeskMember
 from app.staff.tables import StaffUser
 
 PASSWORD = "persona-pass-2026"
@@ -92,6 +93,24 @@ async def make_partner(p: Persona, code: str, parent: Persona | None = None) -> 
     return p
 
 
+async def put_on_desk(agent: Persona, client: Persona, desk_name: str = "Persona desk") -> int:
+    """`agent` joins the desk (created if needed) and `client` lands in that desk's pool."""
+    desk = await Desk.objects().get_or_create(Desk.name == desk_name, defaults={Desk.active: True})
+    member = (DeskMember.desk == desk.id) & (DeskMember.staff == agent.id)
+    if not await DeskMember.exists().where(member):
+        await DeskMember(desk=desk.id, staff=agent.id).save()
+    now = datetime.now(UTC)
+    await Assignment(
+        client=client.id,
+        desk=desk.id,
+        owner=None,
+        assigned_at=now,
+        first_contact_due_at=now + timedelta(hours=24),
+        last_touched_at=now,
+    ).save()
+    return desk.id
+
+
 @pytest.fixture
 async def personas(database: str) -> dict[str, Persona]:
     cast: dict[str, Persona] = {}
@@ -99,6 +118,7 @@ async def personas(database: str) -> dict[str, Persona]:
         cast[name] = await make_staff(name, roles)
     cast["client_a"] = await make_client("client_a")
     cast["client_b"] = await make_client("client_b")
+    await put_on_desk(cast["sales"], cast["client_a"])  # desk scoping: sales sees client_a, not client_b
     cast["ib"] = await make_partner(await make_client("ib_master", stage="active"), "IBTEST")
     cast["sub_ib"] = await make_partner(
         await make_client("sub_ib", stage="active"), "IBSUBTEST", parent=cast["ib"]

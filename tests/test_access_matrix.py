@@ -560,7 +560,7 @@ FRAGMENTS = [
     ("admin", "/staff", 'id="stat-clients"'),
     ("compliance", "/staff/audit", "client.message_sent"),
     ("sales", "/staff/clients", "client.a@client.test"),
-    ("sales", "/staff/clients?q=client.b", "client.b@client.test"),
+    ("compliance", "/staff/clients?q=client.b", "client.b@client.test"),  # outside sales' desks
     ("admin", "/staff/settings/jobs", 'id="jobs-queued"'),
     ("admin", "/staff/settings/outbox", "client.a@client.test"),
     ("admin", "/staff/settings/staff", "dealing@staff.test"),

@@ -12,6 +12,7 @@ from piccolo.columns import Column
 from app.clients import lifecycle
 from app.clients.cache import summaries
 from app.clients.filters import ClientFilters
+from app.clients.scoping import visible_client_sql
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, db, live, mail
 from app.core.audit import Actor
@@ -136,6 +137,12 @@ async def get_client_for(viewer: Principal, client_id: int) -> dict[str, Any]:
     """The client if the viewer may see them; 404 otherwise (no hint that the id exists)."""
     if viewer.is_client and viewer.id != client_id:
         raise NotFound("client")
+    if viewer.is_staff:
+        scope, params = visible_client_sql(viewer)
+        if scope != "TRUE" and not await db.fetch(
+            f"SELECT 1 FROM clients c WHERE c.id = {{}} AND {scope}", client_id, *params
+        ):
+            raise NotFound("client")
     row = (
         await Client.select(
             *[c for c in Client.all_columns() if c._meta.name not in {"password_hash", "totp_secret"}]
@@ -187,8 +194,9 @@ async def list_clients_for(viewer: Principal, filters: ClientFilters | None = No
     if not viewer.is_staff:
         raise NotFound("client")
     f = filters or ClientFilters()
-    where: list[str] = []
-    args: list[Any] = []
+    scope, scope_args = visible_client_sql(viewer)  # first: its placeholders come first in `args`
+    where: list[str] = [] if scope == "TRUE" else [scope]
+    args: list[Any] = list(scope_args)
 
     def arg(value: Any) -> str:
         args.append(value)

@@ -102,8 +102,9 @@ async def book(personas) -> dict[str, int]:
 
 
 @pytest.fixture
-async def as_sales(client, personas):
-    await sign_in(client, personas["sales"])
+async def as_staff(client, personas):
+    # Unscoped (desk scoping would hide the unassigned clients); scoping: tests/clients/test_desk_scoping.py
+    await sign_in(client, personas["compliance"])
     return client
 
 
@@ -113,44 +114,44 @@ async def listed(client, query: str) -> list[int]:
     return ids_in(r.text)
 
 
-async def test_search_matches_name_email_and_phone_case_insensitively(as_sales, book):
-    assert await listed(as_sales, "q=ZOË+mül") == [book["zoe"]]
-    assert await listed(as_sales, "q=EJEMPLO.ES") == [book["carlos"]]
-    assert await listed(as_sales, "q=schmidt") == [book["anna"]]
+async def test_search_matches_name_email_and_phone_case_insensitively(as_staff, book):
+    assert await listed(as_staff, "q=ZOË+mül") == [book["zoe"]]
+    assert await listed(as_staff, "q=EJEMPLO.ES") == [book["carlos"]]
+    assert await listed(as_staff, "q=schmidt") == [book["anna"]]
 
 
-async def test_search_finds_a_phone_typed_in_another_format(as_sales, book):
+async def test_search_finds_a_phone_typed_in_another_format(as_staff, book):
     for typed in ("+49 151 2345678", "0151 234 56 78", "0049-151-2345678", "(0151) 2345678"):
-        assert await listed(as_sales, f"q={typed}") == [book["zoe"]], typed
+        assert await listed(as_staff, f"q={typed}") == [book["zoe"]], typed
 
 
-async def test_search_treats_wildcards_and_quotes_as_plain_text(as_sales, personas, book):
-    assert await listed(as_sales, "q=%25") == []
-    assert await listed(as_sales, "q=z_e") == []  # "_" would match the "o" of "zoe" as a wildcard
-    assert await listed(as_sales, "q=client_a") == [personas["client_a"].id]  # last name "Client_A"
-    assert await listed(as_sales, "q=%27%3B+drop+table+clients%3B+--") == []
-    assert len(await listed(as_sales, "")) == 7  # four personas' clients and the book's three
+async def test_search_treats_wildcards_and_quotes_as_plain_text(as_staff, personas, book):
+    assert await listed(as_staff, "q=%25") == []
+    assert await listed(as_staff, "q=z_e") == []  # "_" would match the "o" of "zoe" as a wildcard
+    assert await listed(as_staff, "q=client_a") == [personas["client_a"].id]  # last name "Client_A"
+    assert await listed(as_staff, "q=%27%3B+drop+table+clients%3B+--") == []
+    assert len(await listed(as_staff, "")) == 7  # four personas' clients and the book's three
 
 
-async def test_each_filter_narrows_the_list(as_sales, personas, book):
-    assert await listed(as_sales, "stage=funded") == [book["carlos"]]
-    assert await listed(as_sales, f"owner={personas['sales'].id}") == [book["zoe"]]
-    assert book["zoe"] not in await listed(as_sales, "owner=none")
-    assert book["carlos"] in await listed(as_sales, "owner=none")
-    assert await listed(as_sales, f"desk={book['madrid']}") == [book["carlos"]]
-    assert await listed(as_sales, f"desk={book['berlin']}") == [book["zoe"]]
-    assert await listed(as_sales, "country=at") == [book["anna"]]
-    assert sorted(await listed(as_sales, "language=de")) == sorted([book["zoe"], book["anna"]])
-    assert await listed(as_sales, "ib=ibtest") == [book["carlos"]]
-    assert await listed(as_sales, "ib=IBSUBTEST") == []
-    between = await listed(as_sales, "created_from=2026-02-01&created_to=2026-03-05")
+async def test_each_filter_narrows_the_list(as_staff, personas, book):
+    assert await listed(as_staff, "stage=funded") == [book["carlos"]]
+    assert await listed(as_staff, f"owner={personas['sales'].id}") == [book["zoe"]]
+    assert book["zoe"] not in await listed(as_staff, "owner=none")
+    assert book["carlos"] in await listed(as_staff, "owner=none")
+    assert await listed(as_staff, f"desk={book['madrid']}") == [book["carlos"]]
+    assert await listed(as_staff, f"desk={book['berlin']}") == [book["zoe"]]
+    assert await listed(as_staff, "country=at") == [book["anna"]]
+    assert sorted(await listed(as_staff, "language=de")) == sorted([book["zoe"], book["anna"]])
+    assert await listed(as_staff, "ib=ibtest") == [book["carlos"]]
+    assert await listed(as_staff, "ib=IBSUBTEST") == []
+    between = await listed(as_staff, "created_from=2026-02-01&created_to=2026-03-05")
     assert sorted(between) == sorted([book["anna"], book["carlos"]])  # both ends inclusive
-    assert await listed(as_sales, "created_to=2026-01-31") == [book["zoe"]]
-    assert await listed(as_sales, "language=de&country=DE&q=zo") == [book["zoe"]]
+    assert await listed(as_staff, "created_to=2026-01-31") == [book["zoe"]]
+    assert await listed(as_staff, "language=de&country=DE&q=zo") == [book["zoe"]]
 
 
-async def test_filters_are_kept_in_the_url_and_the_form(as_sales, personas, book):
-    r = await as_sales.get(f"/staff/clients?stage=funded&desk={book['madrid']}&ib=IBTEST&sort=name&dir=asc")
+async def test_filters_are_kept_in_the_url_and_the_form(as_staff, personas, book):
+    r = await as_staff.get(f"/staff/clients?stage=funded&desk={book['madrid']}&ib=IBTEST&sort=name&dir=asc")
     assert r.status_code == 200
     assert 'hx-push-url="true"' in r.text and 'method="get" action="/staff/clients"' in r.text
     assert '<option value="funded" selected>' in r.text
@@ -159,19 +160,19 @@ async def test_filters_are_kept_in_the_url_and_the_form(as_sales, personas, book
     assert '<option value="name" selected>' in r.text
 
 
-async def test_it_sorts_by_name_stage_and_created_in_both_directions(as_sales, book):
-    by_name = await listed(as_sales, "sort=name&dir=asc")
+async def test_it_sorts_by_name_stage_and_created_in_both_directions(as_staff, book):
+    by_name = await listed(as_staff, "sort=name&dir=asc")
     rows = await db.fetch("SELECT id FROM clients ORDER BY lower(first_name || ' ' || last_name), id")
     assert by_name == [r["id"] for r in rows]
-    assert await listed(as_sales, "sort=name&dir=desc") == list(reversed(by_name))
-    by_stage = await listed(as_sales, "sort=stage&dir=asc")
+    assert await listed(as_staff, "sort=name&dir=desc") == list(reversed(by_name))
+    by_stage = await listed(as_staff, "sort=stage&dir=asc")
     assert by_stage.index(book["zoe"]) < by_stage.index(book["anna"]) < by_stage.index(book["carlos"])
-    oldest_first = await listed(as_sales, "sort=created&dir=asc")
+    oldest_first = await listed(as_staff, "sort=created&dir=asc")
     assert oldest_first[:3] == [book["zoe"], book["anna"], book["carlos"]]
-    assert (await listed(as_sales, ""))[-3:] == [book["carlos"], book["anna"], book["zoe"]]
+    assert (await listed(as_staff, ""))[-3:] == [book["carlos"], book["anna"], book["zoe"]]
 
 
-async def test_keyset_pages_cover_every_row_exactly_once_in_every_sort(as_sales, book):
+async def test_keyset_pages_cover_every_row_exactly_once_in_every_sort(as_staff, book):
     same_day = datetime(2026, 4, 1, tzinfo=UTC)
     for i in range(6):  # equal sort keys across a page boundary: the id breaks the tie
         await add_client("Twin", "Same", f"twin{i}@example.com", created=same_day)
@@ -182,7 +183,7 @@ async def test_keyset_pages_cover_every_row_exactly_once_in_every_sort(as_sales,
             url = f"/staff/clients?sort={sort}&dir={direction}&per=2"
             pages = 0
             while url:
-                r = await as_sales.get(url, headers={"HX-Request": "true"})
+                r = await as_staff.get(url, headers={"HX-Request": "true"})
                 assert r.status_code == 200 and "flash" not in r.text, r.text
                 page = ids_in(r.text)
                 assert 0 < len(page) <= 2
@@ -196,41 +197,41 @@ async def test_keyset_pages_cover_every_row_exactly_once_in_every_sort(as_sales,
             assert len(seen) == len(set(seen)) == len(everyone), (sort, direction)
             assert set(seen) == everyone
             assert pages == (len(everyone) + 1) // 2
-            assert seen == await listed(as_sales, f"sort={sort}&dir={direction}&per=200")
+            assert seen == await listed(as_staff, f"sort={sort}&dir={direction}&per=200")
 
 
-async def test_the_next_link_keeps_the_filters(as_sales, book):
-    r = await as_sales.get("/staff/clients?language=de&per=1&sort=name&dir=asc")
+async def test_the_next_link_keeps_the_filters(as_staff, book):
+    r = await as_staff.get("/staff/clients?language=de&per=1&sort=name&dir=asc")
     assert ids_in(r.text) == [book["anna"]]
     nxt = re.search(r'rel="next" href="([^"]+)"', r.text)
     assert nxt
-    r = await as_sales.get(nxt.group(1).replace("&amp;", "&"))
+    r = await as_staff.get(nxt.group(1).replace("&amp;", "&"))
     assert ids_in(r.text) == [book["zoe"]]
     assert 'rel="next"' not in r.text
 
 
-async def test_columns_are_chosen_in_the_url(as_sales, book):
-    default = await as_sales.get("/staff/clients?q=zoe")
+async def test_columns_are_chosen_in_the_url(as_staff, book):
+    default = await as_staff.get("/staff/clients?q=zoe")
     assert '<th data-col="email">E-mail</th>' in default.text
     assert '<th data-col="phone">' not in default.text and "+491512345678" not in default.text
     assert "Sales" in default.text  # the owner column
-    chosen = await as_sales.get("/staff/clients?q=ruiz&cols=&cols=phone&cols=ib&cols=desk")
+    chosen = await as_staff.get("/staff/clients?q=ruiz&cols=&cols=phone&cols=ib&cols=desk")
     assert "+34612345678" in chosen.text and ">IBTEST<" in chosen.text and ">Madrid<" in chosen.text
     assert '<th data-col="email">' not in chosen.text and "carlos@ejemplo.es" not in chosen.text
     assert 'value="phone" checked' in chosen.text and 'value="email">' in chosen.text
-    assert ">IBTEST<" in (await as_sales.get("/staff/clients?q=ruiz&cols=ib,phone")).text
-    none = await as_sales.get("/staff/clients?q=ruiz&cols=")
+    assert ">IBTEST<" in (await as_staff.get("/staff/clients?q=ruiz&cols=ib,phone")).text
+    none = await as_staff.get("/staff/clients?q=ruiz&cols=")
     assert "<th data-col=" not in none.text and book["carlos"] in ids_in(none.text)
 
 
-async def test_invalid_parameters_are_ignored_with_a_visible_note(as_sales, book):
-    everyone = await listed(as_sales, "")
+async def test_invalid_parameters_are_ignored_with_a_visible_note(as_staff, book):
+    everyone = await listed(as_staff, "")
     bad = (
         "stage=bogus&owner=abc&desk=-1&country=Germany&language=%3Cb%3E&ib=no%20such!&created_from=2026-13-01"
         "&created_to=yesterday&sort=password_hash&dir=sideways&per=0&after=garbage&after_id=x&cols=secret"
     )
     for headers in ({}, {"HX-Request": "true"}):
-        r = await as_sales.get(f"/staff/clients?{bad}", headers=headers)
+        r = await as_staff.get(f"/staff/clients?{bad}", headers=headers)
         assert r.status_code == 200
         assert ids_in(r.text) == everyone
         for phrase in (
@@ -249,15 +250,15 @@ async def test_invalid_parameters_are_ignored_with_a_visible_note(as_sales, book
         ):
             assert phrase in r.text, phrase
         assert "<b>" not in r.text
-    r = await as_sales.get(
+    r = await as_staff.get(
         "/staff/clients?created_from=2026-03-01&created_to=2026-01-01&sort=created&after=2026-01-01T00:00:00&after_id=99999999999"
     )
     assert r.status_code == 200 and "range was ignored" in r.text and "page link was not valid" in r.text
 
 
-async def test_an_htmx_request_gets_the_rows_and_a_browser_the_page(as_sales, book):
-    page = await as_sales.get("/staff/clients?q=ruiz")
-    part = await as_sales.get("/staff/clients?q=ruiz", headers={"HX-Request": "true"})
+async def test_an_htmx_request_gets_the_rows_and_a_browser_the_page(as_staff, book):
+    page = await as_staff.get("/staff/clients?q=ruiz")
+    part = await as_staff.get("/staff/clients?q=ruiz", headers={"HX-Request": "true"})
     assert page.status_code == part.status_code == 200
     assert "<html" in page.text and 'id="client-filters"' in page.text and 'id="client-rows"' in page.text
     assert "<html" not in part.text and 'id="client-filters"' not in part.text
@@ -274,16 +275,16 @@ async def test_clients_and_outsiders_are_refused(client, personas, book):
     assert r.status_code == 303 and r.headers["location"].startswith("/staff/login")
 
 
-async def test_every_staff_page_has_a_quick_search_into_the_client_list(as_sales, personas, book):
-    r = await as_sales.get("/staff")
+async def test_every_staff_page_has_a_quick_search_into_the_client_list(as_staff, personas, book):
+    r = await as_staff.get("/staff")
     assert r.status_code == 200
     box = re.search(
         r'<form class="quick-search" method="get" action="/staff/clients"[^>]*>\s*<input id="quick-search" name="q"',
         r.text,
     )
     assert box, "quick search missing from the top bar"
-    assert (await as_sales.get("/staff/clients")).text.count('id="quick-search"') == 1
-    found = await as_sales.get("/staff/clients", params={"q": "+49 151 2345678"})
+    assert (await as_staff.get("/staff/clients")).text.count('id="quick-search"') == 1
+    found = await as_staff.get("/staff/clients", params={"q": "+49 151 2345678"})
     assert ids_in(found.text) == [book["zoe"]]
 
 
@@ -323,7 +324,7 @@ async def save(client, name: str, query: str, *, shared: bool = False):
 
 
 async def test_a_saved_view_is_listed_above_the_table_and_reopens_its_query(client, personas, book):
-    await sign_in(client, personas["sales"])
+    await sign_in(client, personas["compliance"])
     r = await save(client, "German speakers", "language=de&sort=name&dir=asc&after=zzz&after_id=1")
     assert r.status_code == 303
     page = await client.get("/staff/clients")
@@ -352,7 +353,7 @@ async def test_a_private_view_is_the_owners_alone_and_a_shared_one_everyones(cli
 
 
 async def test_a_view_without_a_name_is_refused_with_the_reason(client, personas, book):
-    await sign_in(client, personas["sales"])
+    await sign_in(client, personas["compliance"])
     r = await save(client, "   ", "stage=funded")
     assert r.status_code == 422 and "Give the view a name." in r.text
     assert ids_in(r.text) == [book["carlos"]] and await SavedView.count() == 0

@@ -85,6 +85,13 @@ async def test_staff_see_both_clients_and_their_messages(client, personas, lette
         await sign_in(client, personas[desk])
         a = await client.get(f"/staff/clients/{personas['client_a'].id}")
         b = await client.get(f"/staff/clients/{personas['client_b'].id}")
+        if desk == "sales":  # desk scoping: client_b is on none of sales' desks
+            assert a.status_code == 200 and b.status_code == 404
+            assert "Margin call for Alice" in a.text and "Welcome Bob" not in b.text
+            listing = await client.get("/staff/clients")
+            assert personas["client_a"].email in listing.text
+            assert personas["client_b"].email not in listing.text
+            continue
         assert a.status_code == b.status_code == 200, desk
         assert "Margin call for Alice" in a.text and "Welcome Bob" not in a.text
         assert "Welcome Bob" in b.text and "Margin call" not in b.text

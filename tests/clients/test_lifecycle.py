@@ -22,7 +22,7 @@ from app.core.errors import FormErrors
 from app.core.tables import AuditEvent
 from app.settings import SettingsError, load_settings
 from tests.conftest import post_form
-from tests.personas import Persona, make_client, sign_in
+from tests.personas import Persona, make_client, put_on_desk, sign_in
 
 SYSTEM = Actor.system("pytest")
 
@@ -347,6 +347,7 @@ async def test_demo_clients_come_with_a_stage_history_once(database):
 
 async def test_the_client_page_shows_the_stage_panel_with_history_newest_first(client, personas):
     c = await make_client("paneled", stage="active")
+    await put_on_desk(personas["sales"], c)  # desk scoping: sales sees only their desk's clients
     await change_stage(c.id, "dormant", SYSTEM, reason="first move")
     await change_stage(c.id, "active", SYSTEM, reason="second move")
     await sign_in(client, personas["sales"])
@@ -380,6 +381,7 @@ async def test_finance_sees_the_stage_history_but_no_form(client, personas):
 
 async def test_posting_a_stage_change_swaps_the_panel_and_records_it(client, personas):
     c = await make_client("posted", stage="active")
+    await put_on_desk(personas["sales"], c)  # desk scoping: sales sees only their desk's clients
     await sign_in(client, personas["sales"])
     page = f"/staff/clients/{c.id}"
     r = await post_form(

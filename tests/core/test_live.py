@@ -142,8 +142,14 @@ async def test_a_staff_socket_before_the_second_factor_is_refused(live_server):
 
 
 async def test_a_staff_message_updates_only_that_clients_counter(live_server):
-    _, staff_key = live_staff(live_server, ("sales",))
+    staff_id, staff_key = live_staff(live_server, ("sales",))
     client_a, key_a = live_client(live_server)
+    with psycopg.connect(live_server.database_url, autocommit=True) as conn:  # desk scoping: the agent's
+        conn.execute(
+            "INSERT INTO routing_assignments (client, desk, owner, assigned_at, first_contact_due_at,"
+            " last_touched_at) VALUES (%s, NULL, %s, now(), now() + interval '1 hour', now())",
+            (client_a, staff_id),
+        )
     _, key_b = live_client(live_server)
     async with (
         open_socket(live_server, key_a) as ws_a,

@@ -68,6 +68,11 @@ async def agents(*names: str) -> list[int]:
     return [(await make_staff(name, ["sales"])).id for name in names]
 
 
+async def join_after_routing(desk_id: int, staff_id: int) -> None:
+    """Desk scoping: the sales persona sees the desk's leads once on it (joined late: routing is unchanged)."""
+    await DeskMember(desk=desk_id, staff=staff_id).save()
+
+
 # --- rules ---------------------------------------------------------------------------------------
 
 
@@ -249,8 +254,9 @@ def test_the_routing_settings_are_parsed_strictly():
 
 async def test_the_panel_shows_the_sla_clock_and_an_overdue_badge(client, personas):
     (a,) = await agents("anna")
-    await rule(await desk("Sales", (a, 5)), 1)
+    await rule(sales := await desk("Sales", (a, 5)), 1)
     cid = await lead()
+    await join_after_routing(sales, personas["sales"].id)
     await sign_in(client, personas["sales"])
     page = await client.get(f"/staff/clients/{cid}/assignment")
     assert page.status_code == 200
@@ -287,8 +293,9 @@ async def test_the_sla_label_counts_minutes_hours_and_days():
 
 async def test_marking_contacted_stops_the_clock_and_is_audited(client, personas):
     (a,) = await agents("anna")
-    await rule(await desk("Sales", (a, 5)), 1)
+    await rule(sales := await desk("Sales", (a, 5)), 1)
     cid = await lead()
+    await join_after_routing(sales, personas["sales"].id)
     await sign_in(client, personas["sales"])
     r = await post_form(
         client, f"/staff/clients/{cid}/contacted", {}, page=f"/staff/clients/{cid}/assignment", htmx=True
@@ -312,7 +319,7 @@ async def test_marking_contacted_stops_the_clock_and_is_audited(client, personas
 
 
 async def test_marking_an_unrouted_client_contacted_is_refused_beside_the_panel(client, personas):
-    cid = personas["client_a"].id
+    cid = personas["client_b"].id  # client_a sits in the persona desk's pool
     await sign_in(client, personas["admin"])
     audits = await AuditEvent.count()
     r = await post_form(
@@ -425,8 +432,9 @@ async def test_an_admin_reassigns_a_lead_and_it_is_audited(client, personas):
 
 async def test_a_sales_agent_cannot_reassign(client, personas):
     (a,) = await agents("anna")
-    await rule(await desk("Sales", (a, 5)), 1)
+    await rule(sales := await desk("Sales", (a, 5)), 1)
     cid = await lead()
+    await join_after_routing(sales, personas["sales"].id)
     await sign_in(client, personas["sales"])
     r = await post_form(
         client, f"/staff/clients/{cid}/owner", {"owner": ""}, page=f"/staff/clients/{cid}/assignment"
@@ -502,6 +510,7 @@ async def test_an_admin_sets_up_a_desk_with_members_and_rules_in_the_console(cli
 
 
 async def test_the_desk_console_is_for_admins_only(client, personas):
+    before = await Desk.count()  # the personas' own desk
     for name in ("compliance", "finance", "sales", "dealing"):
         await sign_in(client, personas[name])
         assert (await client.get("/staff/settings/desks")).status_code == 403, name
@@ -510,6 +519,6 @@ async def test_the_desk_console_is_for_admins_only(client, personas):
     await sign_in(client, personas["outsider"])
     r = await client.get("/staff/settings/desks")
     assert r.status_code == 303 and r.headers["location"].startswith("/staff/login")
-    assert await Desk.count() == 0
-    rows = await fetch("SELECT count(*) AS n FROM routing_desks")
+    assert await Desk.count() == before
+    rows = await fetch("SELECT count(*) AS n FROM routing_desks WHERE name = 'Mole desk'")
     assert rows[0]["n"] == 0

@@ -11,6 +11,7 @@ import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import pytest
 
 from app.clients import lifecycle
@@ -241,9 +242,7 @@ async def test_the_timeline_has_every_fact_newest_first_with_keyset_paging(clien
         api_key_id=None,
         actor=act,
     )
-    await services.add_note(
-        cast["sales"], personas["client_b"].id, "Not about A", actor_of(personas["sales"])
-    )
+    await services.add_note(admin, personas["client_b"].id, "Not about A", act)  # B: outside sales' desks
 
     page = await services.timeline_for(admin, a)
     kinds = [e["kind"] for e in page["events"]]
@@ -378,10 +377,16 @@ async def test_a_mention_raises_the_colleagues_counter_over_the_websocket(live_s
         post_with_csrf,
     )
 
-    _, author_key = live_staff(live_server, ("sales",))
+    author_id, author_key = live_staff(live_server, ("sales",))
     _, colleague_key = live_staff(live_server, ("compliance",))
     _, bystander_key = live_staff(live_server, ("finance",))
     client_id, _ = live_client(live_server)
+    with psycopg.connect(live_server.database_url, autocommit=True) as conn:  # desk scoping: the author's
+        conn.execute(
+            "INSERT INTO routing_assignments (client, desk, owner, assigned_at, first_contact_due_at,"
+            " last_touched_at) VALUES (%s, NULL, %s, now(), now() + interval '1 hour', now())",
+            (client_id, author_id),
+        )
     async with browser(live_server, colleague_key) as colleague:
         handle = (await colleague.get("/staff/mentions")).text
         handle = re.search(r"(staff-[0-9a-f]{8})@staff\.test", handle).group(1)  # their e-mail in the top bar
