@@ -1,7 +1,8 @@
-"""Clients in the staff console (the full workbench arrives with the clients issue)."""
+"""Clients in the staff console: the list and the client page with its panels."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qs
 
 from litestar import Controller, Request, Response, get, post
@@ -19,6 +20,36 @@ from app.staff.navigation import section_guard
 from app.views import services as saved_views
 
 
+async def _list_context(request: Request, filters: ClientFilters, **extra: Any) -> dict[str, Any]:
+    """Everything the list page (or its rows partial) shows, built in one place."""
+    p = principal(request)
+    page = await services.list_clients_for(p, filters)
+    choices = {} if is_fragment_request(request) else await services.list_choices()
+    return {
+        **page,
+        **choices,
+        "f": filters,
+        "stages": STAGES,
+        "columns": COLUMNS,
+        "sorts": SORTS,
+        "views": await saved_views.views_for(p),
+        "view_errors": {},
+        **extra,
+    }
+
+
+async def _client_context(request: Request, client_id: int, **extra: Any) -> dict[str, Any]:
+    """Everything the client page shows, for the page and for each of its panels.
+
+    The stage panel's data also proves access (404 to outsiders) before anything else is read."""
+    p = principal(request)
+    context: dict[str, Any] = {**await lifecycle.stage_panel_for(p, client_id), "errors": {}, "values": {}}
+    context["messages"] = await services.messages_for(p, client_id)
+    if not is_fragment_request(request):
+        context["attribution"] = await attribution.attribution_of(p, client_id)
+    return {**context, **extra}
+
+
 class StaffClients(Controller):
     path = "/clients"
     guards = [section_guard("clients")]
@@ -27,22 +58,10 @@ class StaffClients(Controller):
     async def index(self, request: Request) -> Template:
         params = request.query_params
         filters = ClientFilters.parse({k: params.getall(k) for k in set(params.keys())})
-        page = await services.list_clients_for(principal(request), filters)
-        p = principal(request)
-        choices = {} if is_fragment_request(request) else await services.list_choices()
         return render(
             request,
             "clients/staff_list.html",
-            {
-                **page,
-                **choices,
-                "f": filters,
-                "stages": STAGES,
-                "columns": COLUMNS,
-                "sorts": SORTS,
-                "views": await saved_views.views_for(p),
-                "view_errors": {},
-            },
+            await _list_context(request, filters),
             partial="clients/_staff_rows.html",
         )
 
@@ -55,25 +74,11 @@ class StaffClients(Controller):
                 principal(request), data.get("name", ""), query, data.get("shared") == "on", actor_of(request)
             )
         except FormErrors as exc:
-            params = parse_qs(query, keep_blank_values=True)
-            filters = ClientFilters.parse(params)
-            page = await services.list_clients_for(principal(request), filters)
-            return render(
-                request,
-                "clients/staff_list.html",
-                {
-                    **page,
-                    **await services.list_choices(),
-                    "f": filters,
-                    "stages": STAGES,
-                    "columns": COLUMNS,
-                    "sorts": SORTS,
-                    "views": await saved_views.views_for(principal(request)),
-                    "view_errors": exc.errors,
-                    "view_name": data.get("name", ""),
-                },
-                status_code=422,
+            filters = ClientFilters.parse(parse_qs(query, keep_blank_values=True))
+            context = await _list_context(
+                request, filters, view_errors=exc.errors, view_name=data.get("name", "")
             )
+            return render(request, "clients/staff_list.html", context, status_code=422)
         return redirect(request, "/staff/clients?" + ClientFilters.parse(parse_qs(query)).query())
 
     @post("/views/{view_id:int}/delete")
@@ -83,26 +88,12 @@ class StaffClients(Controller):
 
     @get("/{client_id:int}")
     async def detail(self, request: Request, client_id: int) -> Template:
-        p = principal(request)
-        panel = await lifecycle.stage_panel_for(p, client_id)
-        msgs = await services.messages_for(p, client_id)
-        referred = await attribution.attribution_of(p, client_id)
-        return Template(
-            "clients/staff_detail.html",
-            context={**panel, "messages": msgs, "errors": {}, "values": {}, "attribution": referred},
-        )
+        return Template("clients/staff_detail.html", context=await _client_context(request, client_id))
 
     @get("/{client_id:int}/stage")
     async def stage_panel(self, request: Request, client_id: int) -> Template:
-        p = principal(request)
-        panel = await lifecycle.stage_panel_for(p, client_id)
-        msgs = [] if is_fragment_request(request) else await services.messages_for(p, client_id)
-        return render(
-            request,
-            "clients/staff_detail.html",
-            {**panel, "messages": msgs, "errors": {}, "values": {}},
-            partial="clients/_stage_panel.html",
-        )
+        context = await _client_context(request, client_id)
+        return render(request, "clients/staff_detail.html", context, partial="clients/_stage_panel.html")
 
     @post("/{client_id:int}/stage", guards=[requires_roles(*lifecycle.MANUAL_ROLES)])
     async def change_stage(self, request: HTMXRequest, client_id: int) -> Response:
@@ -118,30 +109,17 @@ class StaffClients(Controller):
                 manual_by=p,
             )
         except FormErrors as exc:
-            panel = await lifecycle.stage_panel_for(p, client_id)
-            msgs = [] if is_fragment_request(request) else await services.messages_for(p, client_id)
+            context = await _client_context(request, client_id, stage_errors=exc.errors, stage_values=data)
             return render(
                 request,
                 "clients/staff_detail.html",
-                {
-                    **panel,
-                    "stage_errors": exc.errors,
-                    "stage_values": data,
-                    "messages": msgs,
-                    "errors": {},
-                    "values": {},
-                },
+                context,
                 partial="clients/_stage_panel.html",
                 status_code=422,
             )
         if request.htmx:
-            panel = await lifecycle.stage_panel_for(p, client_id)
-            return render(
-                request,
-                "clients/staff_detail.html",
-                {**panel, "stage_moved": True, "messages": [], "errors": {}, "values": {}},
-                partial="clients/_stage_panel.html",
-            )
+            context = await _client_context(request, client_id, stage_moved=True)
+            return render(request, "clients/staff_detail.html", context, partial="clients/_stage_panel.html")
         return redirect(request, f"/staff/clients/{client_id}")
 
     @post("/{client_id:int}/messages")
@@ -153,22 +131,17 @@ class StaffClients(Controller):
                 p, client_id, data.get("subject", ""), data.get("body", ""), actor_of(request)
             )
         except FormErrors as exc:
-            panel = await lifecycle.stage_panel_for(p, client_id)
-            msgs = await services.messages_for(p, client_id)
+            context = await _client_context(request, client_id, errors=exc.errors, values=data)
             return render(
                 request,
                 "clients/staff_detail.html",
-                {**panel, "messages": msgs, "errors": exc.errors, "values": data},
+                context,
                 partial="clients/_message_panel.html",
                 status_code=422,
             )
         if request.htmx:
-            client = await services.get_client_for(p, client_id)
-            msgs = await services.messages_for(p, client_id)
+            context = await _client_context(request, client_id, sent=True)
             return render(
-                request,
-                "clients/staff_detail.html",
-                {"client": client, "messages": msgs, "errors": {}, "values": {}, "sent": True},
-                partial="clients/_message_panel.html",
+                request, "clients/staff_detail.html", context, partial="clients/_message_panel.html"
             )
         return redirect(request, f"/staff/clients/{client_id}")
