@@ -197,6 +197,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/settings/desks"): staff(*ADMIN),
     ("POST", "/staff/settings/desks"): staff(*ADMIN),
     ("POST", "/staff/settings/desks/members"): staff(*ADMIN),
+    ("POST", "/staff/settings/desks/members/{member_id:int}"): staff(*ADMIN),
+    ("POST", "/staff/settings/desks/{desk_id:int}/active"): staff(*ADMIN),
     ("POST", "/staff/settings/desks/rules"): staff(*ADMIN),
     ("POST", "/staff/settings/desks/rules/remove"): staff(*ADMIN),
     # Client portal: sign-in, registration, verification are open.
@@ -306,6 +308,8 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
         if name == "key_id":
             return "1"
         if name == "view_id":
+            return "1"
+        if name in ("desk_id", "member_id"):
             return "1"
         if name == "task_id":
             return "1"

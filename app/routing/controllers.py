@@ -47,6 +47,24 @@ class DeskSettings(Controller):
             return await self._page("member", exc.errors, data)
         return redirect(request, "/staff/settings/desks")
 
+    @post("/{desk_id:int}/active")
+    async def set_desk_active(self, request: Request, desk_id: int) -> Response:
+        data = await form_data(request)
+        try:
+            await desks.set_desk_active(desk_id, data.get("active") == "on", actor_of(request))
+        except FormErrors as exc:
+            return await self._page("desks", exc.errors, data)
+        return redirect(request, f"/staff/settings/desks#desk-{desk_id}")
+
+    @post("/members/{member_id:int}")
+    async def update_member(self, request: Request, member_id: int) -> Response:
+        data = await form_data(request)
+        try:
+            await desks.update_member(member_id, data, actor_of(request))
+        except FormErrors as exc:
+            return await self._page(f"member-{member_id}", exc.errors, data)
+        return redirect(request, "/staff/settings/desks")
+
     @post("/rules")
     async def add_rule(self, request: Request) -> Response:
         data = await form_data(request)

@@ -6,7 +6,7 @@ from typing import Any
 
 import pycountry
 
-from app.core import audit, db
+from app.core import audit, db, live
 from app.core.audit import Actor
 from app.core.db import transaction
 from app.core.errors import FormErrors
@@ -140,3 +140,78 @@ async def remove_rule(rule_id: str, actor: Actor) -> None:
         if row is None:
             raise FormErrors({"rule": "No such rule."})
         await audit.record(actor, "routing_rule.removed", "routing_rule", rid, before=row)
+
+
+async def set_desk_active(desk_id: int, active: bool, actor: Actor) -> None:
+    """An inactive desk gets no new leads (its rules are skipped); what it holds stays where it is."""
+    async with transaction():
+        row = await db.fetchrow(
+            "SELECT id, name, active FROM routing_desks WHERE id = $1 FOR UPDATE", desk_id
+        )
+        if row is None:
+            raise FormErrors({"desk": "No such desk."})
+        if row["active"] == active:
+            return
+        await db.fetch("UPDATE routing_desks SET active = {} WHERE id = {}", active, desk_id)
+        await audit.record(
+            actor,
+            "desk.activated" if active else "desk.deactivated",
+            "desk",
+            desk_id,
+            before={"active": row["active"]},
+            after={"active": active},
+        )
+
+
+async def update_member(member_id: int, data: dict[str, str], actor: Actor) -> int:
+    """Change an agent's capacity or take them off the desk (active off) and back on.
+
+    Taking an agent off a desk returns their uncontacted leads on that desk to its pool, each
+    audited like the idle-lead return, so no lead waits on someone who no longer works it.
+    Returns how many leads went back."""
+    errors: dict[str, str] = {}
+    capacity = _int(data.get("capacity", ""), "capacity", 1, MAX_CAPACITY, errors)
+    active = data.get("active") == "on"
+    if errors:
+        raise FormErrors(errors)
+    returned = 0
+    async with transaction():
+        row = await db.fetchrow("SELECT * FROM routing_desk_members WHERE id = $1 FOR UPDATE", member_id)
+        if row is None:
+            raise FormErrors({"member": "No such desk member."})
+        if (row["capacity"], row["active"]) == (capacity, active):
+            return 0
+        await db.fetch(
+            "UPDATE routing_desk_members SET capacity = {}, active = {} WHERE id = {}",
+            capacity,
+            active,
+            member_id,
+        )
+        await audit.record(
+            actor,
+            "desk.member_changed",
+            "desk",
+            row["desk"],
+            before={"staff": row["staff"], "capacity": row["capacity"], "active": row["active"]},
+            after={"staff": row["staff"], "capacity": capacity, "active": active},
+        )
+        if row["active"] and not active:
+            leads = await db.fetch(
+                "UPDATE routing_assignments a SET owner = NULL FROM clients c "
+                "WHERE c.id = a.client AND a.desk = {} AND a.owner = {} AND c.stage = 'lead' "
+                "AND a.first_contact_at IS NULL RETURNING a.client",
+                row["desk"],
+                row["staff"],
+            )
+            for lead in leads:
+                await audit.record(
+                    actor,
+                    "lead.returned_to_pool",
+                    "client",
+                    lead["client"],
+                    before={"owner": row["staff"]},
+                    after={"owner": None, "desk": row["desk"], "reason": "agent taken off the desk"},
+                )
+                await live.publish("staff:all", "client.changed", client_id=lead["client"])
+            returned = len(leads)
+    return returned

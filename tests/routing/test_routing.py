@@ -497,7 +497,7 @@ async def test_an_admin_sets_up_a_desk_with_members_and_rules_in_the_console(cli
 
     listing = await client.get(page)
     assert listing.status_code == 200
-    assert "Spanish desk" in listing.text and "Sales" in listing.text and ">7<" in listing.text
+    assert "Spanish desk" in listing.text and "Sales" in listing.text and 'value="7"' in listing.text
 
     assert (await assignment(await lead("ES", "es")))["owner"] == personas["sales"].id
 
@@ -522,3 +522,63 @@ async def test_the_desk_console_is_for_admins_only(client, personas):
     assert await Desk.count() == before
     rows = await fetch("SELECT count(*) AS n FROM routing_desks WHERE name = 'Mole desk'")
     assert rows[0]["n"] == 0
+
+
+async def madrid_with(agent, capacity: int) -> tuple[int, int]:
+    desk_id = await desk("Madrid", (agent.id, capacity))
+    await rule(desk_id, 1, "ES", "es")
+    member = await DeskMember.select(DeskMember.id).where(DeskMember.desk == desk_id).first()
+    return desk_id, member["id"]
+
+
+async def test_an_admin_takes_an_agent_off_a_desk_and_their_uncontacted_leads_return_to_the_pool(
+    client, personas
+):
+    desk_id, member_id = await madrid_with(personas["sales"], capacity=5)
+    fresh = await lead("ES", "es")
+    touched = await lead("ES", "es")
+    await services.mark_contacted(touched, SYSTEM)
+    assert (await assignment(fresh))["owner"] == personas["sales"].id
+    await sign_in(client, personas["admin"])
+    page = "/staff/settings/desks"
+    listing = (await client.get(page)).text
+    assert f'action="/staff/settings/desks/members/{member_id}"' in listing
+
+    r = await post_form(client, f"{page}/members/{member_id}", {"capacity": "0", "active": "on"}, page=page)
+    assert r.status_code == 422 and "Between 1 and" in r.text
+    r = await post_form(client, f"{page}/members/{member_id}", {"capacity": "9"}, page=page)  # active off
+    assert r.status_code == 303
+    member = await DeskMember.select().where(DeskMember.id == member_id).first()
+    assert (member["capacity"], member["active"]) == (9, False)
+    assert (await assignment(fresh))["owner"] is None  # back in the pool
+    assert (await assignment(touched))["owner"] == personas["sales"].id  # contacted: the agent keeps it
+    returned = await AuditEvent.select(AuditEvent.subject_id, AuditEvent.after).where(
+        AuditEvent.action == "lead.returned_to_pool"
+    )
+    assert [r["subject_id"] for r in returned] == [str(fresh)]
+    assert await AuditEvent.count().where(AuditEvent.action == "desk.member_changed") == 1
+    assert "off the desk" in (await client.get(page)).text
+    assert (await assignment(await lead("ES", "es")))["owner"] is None  # no agent on the desk now
+
+    r = await post_form(client, f"{page}/members/999999", {"capacity": "3", "active": "on"}, page=page)
+    assert r.status_code == 422 and "No such desk member." in r.text
+
+
+async def test_an_inactive_desk_gets_no_new_leads_until_it_is_reactivated(client, personas):
+    desk_id, _ = await madrid_with(personas["sales"], capacity=5)
+    await sign_in(client, personas["admin"])
+    page = "/staff/settings/desks"
+    r = await post_form(client, f"{page}/{desk_id}/active", {}, page=page)
+    assert r.status_code == 303
+    assert "Reactivate desk" in (await client.get(page)).text
+    assert (await assignment(await lead("ES", "es")))["desk"] != desk_id
+    r = await post_form(client, f"{page}/{desk_id}/active", {"active": "on"}, page=page)
+    assert r.status_code == 303
+    assert (await assignment(await lead("ES", "es")))["desk"] == desk_id
+    actions = [
+        r["action"]
+        for r in await AuditEvent.select(AuditEvent.action).where(AuditEvent.subject_type == "desk")
+    ]
+    assert actions.count("desk.deactivated") == 1 and actions.count("desk.activated") == 1
+    r = await post_form(client, f"{page}/424242/active", {}, page=page)
+    assert r.status_code == 422 and "No such desk." in r.text
