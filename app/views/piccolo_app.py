@@ -8,6 +8,6 @@ APP_CONFIG = AppConfig(
     app_name="views",
     migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "views"),
     table_classes=[SavedView],
-    migration_dependencies=["app.staff.piccolo_app"],
+    migration_dependencies=["app.staff.piccolo_app", "app.routing.piccolo_app"],
     commands=[],
 )

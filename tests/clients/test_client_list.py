@@ -12,7 +12,7 @@ from app.clients.tables import Client
 from app.core import db
 from app.core.tables import AuditEvent
 from app.partners.tables import Attribution
-from app.routing.tables import Assignment, Desk
+from app.routing.tables import Assignment, Desk, DeskMember
 from app.views.tables import SavedView
 from tests.conftest import post_form
 from tests.personas import make_staff, sign_in
@@ -316,10 +316,8 @@ async def test_the_search_and_sort_indexes_exist_and_serve_the_search(database, 
 # --- saved views --------------------------------------------------------------------------------
 
 
-async def save(client, name: str, query: str, *, shared: bool = False):
-    data = {"name": name, "query": query}
-    if shared:
-        data["shared"] = "on"
+async def save(client, name: str, query: str, *, share: str = "private"):
+    data = {"name": name, "query": query, "share": share}
     return await post_form(client, "/staff/clients/views", data, page="/staff/clients")
 
 
@@ -336,20 +334,57 @@ async def test_a_saved_view_is_listed_above_the_table_and_reopens_its_query(clie
     assert await AuditEvent.count().where(AuditEvent.action == "clients.view_saved") == 1
 
 
-async def test_a_private_view_is_the_owners_alone_and_a_shared_one_everyones(client, personas, book):
+async def test_a_desk_view_is_seen_by_the_desk_and_by_nobody_else(client, personas, book):
+    desk = await Desk.select(Desk.id).where(Desk.name == "Persona desk").first()
+    teammate = await make_staff("teammate", ["sales"])
+    await DeskMember(desk=desk["id"], staff=teammate.id).save()
+    stranger = await make_staff("stranger", ["sales"])
+    await DeskMember(desk=book["berlin"], staff=stranger.id).save()
     await sign_in(client, personas["sales"])
+    page = (await client.get("/staff/clients")).text
+    assert '<option value="private" selected>Only me</option>' in page
+    assert f'<option value="desk:{desk["id"]}">Desk Persona desk</option>' in page
+    assert 'value="all"' not in page  # a desk-scoped agent cannot share beyond their desks
     await save(client, "Private pipeline", "stage=lead")
-    await save(client, "Team funded", "stage=funded", shared=True)
-    await sign_in(client, personas["compliance"])
+    assert (await save(client, "Team funded", "stage=funded", share=f"desk:{desk['id']}")).status_code == 303
+    view = await SavedView.select().where(SavedView.name == "Team funded").first()
+    assert (view["scope"], view["desk"]) == ("desk", desk["id"])
+
+    await sign_in(client, teammate)
     page = (await client.get("/staff/clients")).text
     assert "Team funded" in page and "Private pipeline" not in page
-    theirs = await SavedView.select(SavedView.id).where(SavedView.name == "Team funded").first()
-    r = await post_form(client, f"/staff/clients/views/{theirs['id']}/delete", {}, page="/staff/clients")
-    assert r.status_code == 404
-    assert await SavedView.count() == 2
+    r = await post_form(client, f"/staff/clients/views/{view['id']}/delete", {}, page="/staff/clients")
+    assert r.status_code == 404 and await SavedView.count() == 2  # only its owner deletes it
+    for other in (stranger, personas["compliance"]):
+        await sign_in(client, other)
+        assert "Team funded" not in (await client.get("/staff/clients")).text
+
+    await DeskMember.update({DeskMember.active: False}).where(DeskMember.staff == teammate.id)
+    await sign_in(client, teammate)
+    assert "Team funded" not in (await client.get("/staff/clients")).text  # left the desk, lost the view
+
     await sign_in(client, personas["sales"])
-    r = await post_form(client, f"/staff/clients/views/{theirs['id']}/delete", {}, page="/staff/clients")
+    r = await post_form(client, f"/staff/clients/views/{view['id']}/delete", {}, page="/staff/clients")
     assert r.status_code == 303 and await SavedView.count() == 1
+
+
+async def test_an_agent_cannot_share_with_everyone_or_a_desk_they_do_not_sit_on(client, personas, book):
+    await sign_in(client, personas["sales"])
+    for share in ("all", f"desk:{book['berlin']}", "desk:x", "everyone"):
+        r = await save(client, "Mine", "stage=lead", share=share)
+        assert r.status_code == 422, share
+        assert "only with yourself or a desk you sit on" in r.text
+        assert 'value="Mine"' in r.text  # the name typed is kept
+    assert await SavedView.count() == 0
+
+
+async def test_staff_across_desks_share_with_every_colleague(client, personas, book):
+    await sign_in(client, personas["compliance"])
+    assert (await save(client, "All funded", "stage=funded", share="all")).status_code == 303
+    for viewer in ("sales", "finance", "admin"):
+        await sign_in(client, personas[viewer])
+        page = (await client.get("/staff/clients")).text
+        assert "All funded" in page and "everyone · Compliance" in page, viewer
 
 
 async def test_a_view_without_a_name_is_refused_with_the_reason(client, personas, book):

@@ -33,6 +33,7 @@ async def _list_context(request: Request, filters: ClientFilters, **extra: Any) 
         "columns": COLUMNS,
         "sorts": SORTS,
         "views": await saved_views.views_for(p),
+        "share_options": await saved_views.share_options(p),
         "view_errors": {},
         **extra,
     }
@@ -71,12 +72,16 @@ class StaffClients(Controller):
         query = data.get("query", "")
         try:
             await saved_views.save_view(
-                principal(request), data.get("name", ""), query, data.get("shared") == "on", actor_of(request)
+                principal(request), data.get("name", ""), query, data.get("share", ""), actor_of(request)
             )
         except FormErrors as exc:
             filters = ClientFilters.parse(parse_qs(query, keep_blank_values=True))
             context = await _list_context(
-                request, filters, view_errors=exc.errors, view_name=data.get("name", "")
+                request,
+                filters,
+                view_errors=exc.errors,
+                view_name=data.get("name", ""),
+                view_share=data.get("share", ""),
             )
             return render(request, "clients/staff_list.html", context, status_code=422)
         return redirect(request, "/staff/clients?" + ClientFilters.parse(parse_qs(query)).query())
