@@ -8,8 +8,9 @@ import logging
 import time
 from typing import Any
 
-from app.clients.tables import STAGES, Client
-from app.core import jobs
+from app.clients.scoping import is_desk_scoped, visible_client_sql
+from app.clients.tables import STAGES
+from app.core import db, jobs
 from app.core.auth.principal import Principal
 from app.core.tables import AuditEvent
 from app.partners.tables import Partner
@@ -19,13 +20,20 @@ from app.partners.tables import Partner
 log = logging.getLogger(__name__)
 
 CACHE_SECONDS = 5.0
-_cache: dict[frozenset[str], tuple[float, dict[str, Any]]] = {}
-_locks: dict[frozenset[str], asyncio.Lock] = {}
-_refreshing: dict[frozenset[str], asyncio.Task[None]] = {}
+# Keyed by what the figures depend on: the roles that add panels, or, for a desk-scoped agent,
+# the agent (their counts cover only the clients they may see).
+_Key = frozenset[str] | tuple[str, int]
+_cache: dict[_Key, tuple[float, dict[str, Any]]] = {}
+_locks: dict[_Key, asyncio.Lock] = {}
+_refreshing: dict[_Key, asyncio.Task[None]] = {}
 
 
 async def for_staff(p: Principal) -> dict[str, Any]:
-    key = frozenset(r for r in p.roles if r in ("admin", "compliance"))
+    key: _Key = (
+        ("agent", p.id)
+        if is_desk_scoped(p)
+        else frozenset(r for r in p.roles if r in ("admin", "compliance"))
+    )
     hit = _cache.get(key)
     if hit is not None:
         if time.monotonic() - hit[0] >= CACHE_SECONDS and key not in _refreshing:
@@ -42,7 +50,7 @@ async def for_staff(p: Principal) -> dict[str, Any]:
         return hit[1]
 
 
-async def _refresh(key: frozenset[str], p: Principal) -> None:
+async def _refresh(key: _Key, p: Principal) -> None:
     try:
         _cache[key] = (time.monotonic(), await _compute(p))
     except Exception:  # keep serving the previous figures; the next view tries again
@@ -62,12 +70,16 @@ _versions = itertools.count(1)
 
 async def _compute(p: Principal) -> dict[str, Any]:
     """The figures, with a `version` that changes with every computation (for fragment caching)."""
-    rows = await Client.raw("SELECT stage, count(*) AS n FROM clients GROUP BY stage")
+    scope, args = visible_client_sql(p)
+    rows = await db.fetch(
+        f"SELECT c.stage, count(*) AS n FROM clients c WHERE {scope} GROUP BY c.stage", *args
+    )
     by_stage = {r["stage"]: r["n"] for r in rows}
     data: dict[str, Any] = {
         "stages": [(s, by_stage.get(s, 0)) for s in STAGES],
         "clients_total": sum(by_stage.values()),
         "partners_total": await Partner.count(),
+        "scoped": scope != "TRUE",
     }
     if p.has_role("admin", "compliance"):
         data["recent_audit"] = await AuditEvent.select().order_by(AuditEvent.seq, ascending=False).limit(8)

@@ -198,3 +198,14 @@ async def test_a_client_handed_to_an_agent_becomes_visible_to_them_alone_on_anot
     await Assignment.update({Assignment.owner: personas["sales"].id}).where(Assignment.client == target.id)
     assert (await client.get(f"/staff/clients/{target.id}")).status_code == 200
     assert target.id in await listed(client)
+
+
+async def test_the_overview_counts_only_the_clients_an_agent_may_see(client, personas):
+    await sign_in(client, personas["sales"])
+    page = (await client.get("/staff")).text
+    assert '<div class="stat-value" id="stat-clients">1</div>' in page  # client_a, on their desk
+    assert "Clients and leads on your desks" in page
+    await sign_in(client, personas["compliance"])
+    page = (await client.get("/staff")).text
+    assert '<div class="stat-value" id="stat-clients">4</div>' in page  # both clients and both IBs
+    assert "on your desks" not in page
