@@ -40,3 +40,21 @@ def visible_client_sql(viewer: Principal, alias: str = "c") -> tuple[str, list[A
     if not is_desk_scoped(viewer):
         return "TRUE", []
     return _SCOPED_SQL.format(alias=alias), [viewer.id, viewer.id]
+
+
+async def staff_who_may_see(client_id: int, staff_ids: list[int]) -> set[int]:
+    """Which of these colleagues may open this client, by the same rule as `visible_client_sql`
+    (used before naming the client to them: a mention, a task)."""
+    from app.core import db
+
+    if not staff_ids:
+        return set()
+    scoped = _SCOPED_SQL.format(alias="c").replace("{}", "s.id")
+    rows = await db.fetch(
+        "SELECT s.id FROM staff_users s, clients c WHERE c.id = {} AND s.id = ANY({}) "
+        f"AND (NOT (s.roles <@ {{}}::varchar[]) OR {scoped})",
+        client_id,
+        staff_ids,
+        sorted(SCOPED_ROLES),
+    )
+    return {int(r["id"]) for r in rows}

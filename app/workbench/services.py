@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
+from app.clients.scoping import staff_who_may_see, visible_client_sql
 from app.clients.services import get_client_for
 from app.core import audit, db, live
 from app.core.audit import Actor
@@ -39,6 +40,19 @@ def _excerpt(text: str, n: int = 120) -> str:
 
 
 # --- mentions -----------------------------------------------------------------------------------
+
+
+async def _refuse_colleagues_who_cannot_see(
+    client_id: int, staff_ids: list[int], field: str, why: str
+) -> None:
+    """Naming a client to a colleague who may not open it would leak it (desk scoping): refuse."""
+    seeing = await staff_who_may_see(client_id, staff_ids)
+    blind = [sid for sid in staff_ids if sid not in seeing]
+    if blind:
+        names = (
+            await StaffUser.select(StaffUser.name).where(StaffUser.id.is_in(blind)).order_by(StaffUser.name)
+        )
+        raise FormErrors({field: ", ".join(n["name"] for n in names) + f" {why}."})
 
 
 def _handles(staff: dict[str, Any]) -> set[str]:
@@ -75,6 +89,9 @@ async def add_note(viewer: Principal, client_id: int, body: str, actor: Actor) -
     if len(body) > MAX_NOTE:
         raise FormErrors({"note": f"Keep the note under {MAX_NOTE:,} characters."})
     mentioned = [sid for sid in await mentioned_staff(body) if sid != viewer.id]
+    await _refuse_colleagues_who_cannot_see(
+        client_id, mentioned, "note", "cannot see this client: remove the @mention"
+    )
     now = datetime.now(UTC)
     async with transaction():
         note = Note(client=client_id, author=viewer.id, body=body, created_at=now)
@@ -115,21 +132,25 @@ _MENTION_SQL = (
     "c.first_name, c.last_name, s.name AS author_name "
     "FROM note_mentions m JOIN client_notes n ON n.id = m.note "
     "JOIN clients c ON c.id = n.client JOIN staff_users s ON s.id = n.author "
-    "WHERE m.staff = {} "
+    "WHERE m.staff = {} AND "
 )
 
 
 async def mentions_for(viewer: Principal, limit: int = 100) -> list[dict[str, Any]]:
     if not viewer.is_staff:
         raise NotFound("mentions")
-    return await db.fetch(_MENTION_SQL + "ORDER BY n.created_at DESC, m.id DESC LIMIT {}", viewer.id, limit)
+    scope, args = visible_client_sql(viewer)  # a colleague since moved off the desk sees no excerpt
+    return await db.fetch(
+        _MENTION_SQL + scope + " ORDER BY n.created_at DESC, m.id DESC LIMIT {}", viewer.id, *args, limit
+    )
 
 
 async def mention_for(viewer: Principal, note_id: int) -> dict[str, Any] | None:
     """The viewer's own mention in this note, or None (someone else's mention is nobody's business)."""
     if not viewer.is_staff:
         return None
-    rows = await db.fetch(_MENTION_SQL + "AND n.id = {} LIMIT 1", viewer.id, note_id)
+    scope, args = visible_client_sql(viewer)
+    rows = await db.fetch(_MENTION_SQL + scope + " AND n.id = {} LIMIT 1", viewer.id, *args, note_id)
     return rows[0] if rows else None
 
 
@@ -196,6 +217,10 @@ async def add_task(
         assignee = 0
     if not await StaffUser.exists().where((StaffUser.id == assignee) & StaffUser.is_active.eq(True)):
         errors["assignee"] = "Choose an active colleague."
+    elif not await staff_who_may_see(client_id, [assignee]):
+        errors["assignee"] = (
+            "This colleague cannot see this client (not on its desk): choose someone who can."
+        )
     if errors:
         raise FormErrors(errors)
     assert due is not None
@@ -261,14 +286,16 @@ async def tasks_for(viewer: Principal, client_id: int) -> list[dict[str, Any]]:
 
 
 async def my_tasks(viewer: Principal, limit: int = 200) -> list[dict[str, Any]]:
-    """Open tasks assigned to the viewer: overdue first, then by due date."""
+    """Open tasks assigned to the viewer: overdue first, then by due date (on clients they may see)."""
     if not viewer.is_staff:
         raise NotFound("tasks")
+    scope, args = visible_client_sql(viewer)
     rows = await db.fetch(
         "SELECT t.id, t.title, t.due_at, t.done_at, t.client AS client_id, c.first_name, c.last_name "
         "FROM client_tasks t JOIN clients c ON c.id = t.client "
-        "WHERE t.assignee = {} AND t.done_at IS NULL ORDER BY t.due_at, t.id LIMIT {}",
+        f"WHERE t.assignee = {{}} AND t.done_at IS NULL AND {scope} ORDER BY t.due_at, t.id LIMIT {{}}",
         viewer.id,
+        *args,
         limit,
     )
     return _with_overdue(rows)

@@ -22,12 +22,13 @@ from app.core.errors import FormErrors, NotFound
 from app.core.live import Event, render_for
 from app.core.tables import AuditEvent
 from app.leads.services import LeadData, capture_lead
+from app.routing.tables import DeskMember
 from app.staff.tables import StaffUser
 from app.workbench import services
 from app.workbench.tables import Mention, Note, Task, TimelineEvent
 from app.workbench.timeline import record_event
 from tests.conftest import post_form
-from tests.personas import Persona, sign_in
+from tests.personas import Persona, put_on_desk, sign_in
 
 
 def as_principal(p: Persona) -> Principal:
@@ -153,6 +154,7 @@ async def test_posting_a_note_through_the_page_swaps_the_notes_panel(client, per
 
 async def test_my_tasks_lists_only_my_open_tasks_overdue_first(client, personas, cast):
     a, b = personas["client_a"].id, personas["client_b"].id
+    await put_on_desk(personas["sales"], personas["client_b"])  # tasks go to colleagues who see the client
     now = datetime.now(UTC)
     admin, act = cast["admin"], actor_of(personas["admin"])
     later = await services.add_task(
@@ -271,6 +273,33 @@ async def test_timeline_events_at_the_same_instant_page_without_loss_or_repeat(p
             break
         before = page["older"]
     assert seen == sorted(ids, reverse=True)
+
+
+async def test_a_colleague_who_cannot_see_the_client_is_neither_mentioned_nor_given_a_task(personas, cast):
+    b = personas["client_b"].id  # outside the sales agent's desk
+    admin, act = cast["admin"], actor_of(personas["admin"])
+    with pytest.raises(FormErrors) as refused:
+        await services.add_note(admin, b, "Please call @sales and @compliance", act)
+    assert refused.value.errors == {"note": "Sales cannot see this client: remove the @mention."}
+    with pytest.raises(FormErrors) as refused:
+        await services.add_task(admin, b, "Call", datetime.now(UTC), personas["sales"].id, act)
+    assert "cannot see this client" in refused.value.errors["assignee"]
+    assert await Note.count() == 0 and await Task.count() == 0
+    await services.add_note(admin, b, "Please call @compliance", act)  # compliance sees every client
+    assert await Mention.count() == 1
+
+
+async def test_a_colleague_taken_off_the_desk_no_longer_sees_its_mentions_and_tasks(personas, cast):
+    a = personas["client_a"].id
+    admin, act = cast["admin"], actor_of(personas["admin"])
+    note_id = await services.add_note(admin, a, "Over to you @sales", act)
+    await services.add_task(admin, a, "Welcome call", datetime.now(UTC), personas["sales"].id, act)
+    assert len(await services.mentions_for(cast["sales"])) == 1
+    assert len(await services.my_tasks(cast["sales"])) == 1
+    await DeskMember.update({DeskMember.active: False}).where(DeskMember.staff == personas["sales"].id)
+    assert await services.mentions_for(cast["sales"]) == []
+    assert await services.mention_for(cast["sales"], note_id) is None
+    assert await services.my_tasks(cast["sales"]) == []
 
 
 async def test_record_event_refuses_to_run_outside_a_transaction(personas):
