@@ -12,6 +12,7 @@ from app.core.audit import Actor
 from app.core.auth import passwords
 from app.core.db import transaction
 from app.partners.tables import Partner
+from app.routing import services as routing
 from app.staff.tables import StaffUser
 
 STAFF_PASSWORD = "demo-staff-pass-2026"  # noqa: S105 (printed demo login)
@@ -123,6 +124,15 @@ async def load_demo() -> dict[str, int]:
             )
             created["partners"] += 1
         crowd = await demo_crowd.load(actor, password_hash=client_hash)
+        # The named clients too get a desk (by the crowd's routing rules), so every demo client
+        # shows in some agent's scoped list; a second run finds them routed already.
+        unrouted = await Client.raw(
+            "SELECT c.id FROM clients c WHERE c.email = ANY({}) "
+            "AND NOT EXISTS (SELECT 1 FROM routing_assignments a WHERE a.client = c.id) ORDER BY c.id",
+            [email for email, *_ in CLIENTS],
+        )
+        for row in unrouted:
+            await routing.route_lead(row["id"], actor)
     created["clients"] += crowd.pop("clients")
     return {**created, **crowd}
 

@@ -81,7 +81,8 @@ async def test_the_demo_crowd_is_spread_over_stages_desks_and_languages_and_rout
     assert all(d["leads"] >= 20 and d["agents"] >= 1 for d in desks)
     mena = await db.fetch(
         "SELECT DISTINCT c.language FROM routing_assignments a JOIN routing_desks d ON d.id = a.desk "
-        "JOIN clients c ON c.id = a.client WHERE d.name = 'MENA desk'"
+        "JOIN clients c ON c.id = a.client WHERE d.name = 'MENA desk' AND c.email LIKE {}",
+        f"%@{demo_crowd.DOMAIN}",
     )
     assert [r["language"] for r in mena] == ["ar"]
     # every generated client's history walks the lifecycle from lead to where they are now
@@ -97,7 +98,13 @@ async def test_the_demo_crowd_is_spread_over_stages_desks_and_languages_and_rout
     valid = [r for r in phones if phonenumbers.is_valid_number(phonenumbers.parse(r["phone"]))]
     assert len(valid) >= demo_crowd.SIZE * 0.9  # stored as E.164, like captured leads
     assigned = await db.fetch("SELECT count(*) AS n FROM audit_events WHERE action = 'lead.assigned'")
-    assert assigned[0]["n"] == demo_crowd.SIZE
+    assert assigned[0]["n"] == demo_crowd.SIZE + len(CLIENTS)  # the named clients are routed too
+    deskless = await db.fetch(
+        "SELECT c.email FROM clients c LEFT JOIN routing_assignments a ON a.client = c.id "
+        "WHERE a.desk IS NULL AND c.email = ANY({})",
+        [email for email, *_ in CLIENTS],
+    )
+    assert deskless == []  # the named clients show in some desk's scoped list
     assert (await audit.verify()).ok
 
 
