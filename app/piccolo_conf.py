@@ -19,6 +19,7 @@ APP_REGISTRY = AppRegistry(
         "app.workbench.piccolo_app",
         "app.routing.piccolo_app",
         "app.views.piccolo_app",
+        "app.kyc.piccolo_app",
     ]
 )
 
