@@ -55,6 +55,14 @@ class SecuritySettings:
 
 
 @dataclass(frozen=True)
+class KycSettings:
+    document_key: bytes = field(repr=False)  # AES-256 key for documents at rest
+    documents_dir: Path
+    max_upload_bytes: int = 10 * 1_048_576
+    expiry_reminder_days: int = 30  # remind the client and compliance this long before an ID expires
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str | None
@@ -65,6 +73,7 @@ class Settings:
     base_url: str
     var_dir: Path
     security: SecuritySettings
+    kyc: KycSettings
     mt5_sim_enabled: bool = True
     template_reload: bool = False
     allowed_origins: tuple[str, ...] = field(default_factory=tuple)
@@ -95,6 +104,39 @@ def _secret_key(env: dict[str, str], app_env: str, var_dir: Path) -> str:
     path.write_text(key)
     path.chmod(0o600)
     return key
+
+
+def _kyc(env: dict[str, str], app_env: str, var_dir: Path, secret_key: str) -> KycSettings:
+    from app.kyc.storage import StorageError, derive_key, parse_key
+
+    raw_key = env.get("DOCUMENT_KEY", "")
+    if raw_key:
+        try:
+            key = parse_key(raw_key)
+        except StorageError as exc:
+            raise SettingsError(str(exc)) from None
+    elif app_env == "production":
+        raise SettingsError(
+            "DOCUMENT_KEY is required when APP_ENV=production (32 random bytes, base64; "
+            "`python -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'`)"
+        )
+    else:
+        key = derive_key(secret_key)
+    max_mb = _int(env, "KYC_MAX_UPLOAD_MB", 10)
+    if not 1 <= max_mb <= 50:
+        raise SettingsError(f"KYC_MAX_UPLOAD_MB must be between 1 and 50, got {max_mb}")
+    reminder = _int(env, "KYC_EXPIRY_REMINDER_DAYS", 30)
+    if not 1 <= reminder <= 365:
+        raise SettingsError(f"KYC_EXPIRY_REMINDER_DAYS must be between 1 and 365, got {reminder}")
+    documents_dir = Path(env.get("DOCUMENTS_DIR") or var_dir / "documents")
+    if (documents_dir.resolve() == ROOT / "static") or (ROOT / "static") in documents_dir.resolve().parents:
+        raise SettingsError("DOCUMENTS_DIR must not be inside static/: documents are never public files")
+    return KycSettings(
+        document_key=key,
+        documents_dir=documents_dir,
+        max_upload_bytes=max_mb * 1_048_576,
+        expiry_reminder_days=reminder,
+    )
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:
@@ -129,8 +171,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     lead_idle_days = _int(env, "LEAD_IDLE_DAYS", 3)
     if not 1 <= lead_idle_days <= 365:
         raise SettingsError(f"LEAD_IDLE_DAYS must be between 1 and 365, got {lead_idle_days}")
+    secret_key = _secret_key(env, app_env, var_dir)
     security = SecuritySettings(
-        secret_key=_secret_key(env, app_env, var_dir),
+        secret_key=secret_key,
         session_idle_minutes=_int(env, "SESSION_IDLE_MINUTES", 30),
         session_absolute_hours=_int(env, "SESSION_ABSOLUTE_HOURS", 12),
         cookie_secure=_bool(env, "COOKIE_SECURE", app_env == "production"),
@@ -145,6 +188,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         base_url=base_url,
         var_dir=var_dir,
         security=security,
+        kyc=_kyc(env, app_env, var_dir, secret_key),
         mt5_sim_enabled=_bool(env, "MT5_SIM_ENABLED", True),
         template_reload=_bool(env, "TEMPLATE_RELOAD", app_env == "development"),
         allowed_origins=origins or (base_url,),

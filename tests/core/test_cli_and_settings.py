@@ -17,7 +17,8 @@ from app.core import audit, db
 from app.core.migrate import pending_migrations
 from app.demo import CLIENTS, STAFF, load_demo
 from app.partners.tables import Partner
-from app.settings import SettingsError, load_settings
+from app.kyc.storage import derive_key, new_key, parse_key
+from app.settings import ROOT, SettingsError, load_settings
 from app.staff.tables import StaffUser
 from tests.conftest import SECRET, TEST_VAR, with_database
 
@@ -206,15 +207,24 @@ def test_production_requires_a_secret_key_and_smtp(tmp_path):
         load_settings({"APP_ENV": "production", "FXCRM_VAR_DIR": str(tmp_path), "SMTP_URL": "smtp://mail:25"})
     with pytest.raises(SettingsError, match="SMTP_URL is required"):
         load_settings({"APP_ENV": "production", "FXCRM_VAR_DIR": str(tmp_path), "SECRET_KEY": SECRET})
-    prod = load_settings(
-        {
-            "APP_ENV": "production",
-            "SECRET_KEY": SECRET,
-            "SMTP_URL": "smtp://mail:25",
-            "FXCRM_VAR_DIR": str(tmp_path),
-        }
-    )
+    base = {
+        "APP_ENV": "production",
+        "SECRET_KEY": SECRET,
+        "SMTP_URL": "smtp://mail:25",
+        "FXCRM_VAR_DIR": str(tmp_path),
+    }
+    with pytest.raises(SettingsError, match="DOCUMENT_KEY is required"):
+        load_settings(base)
+    key = new_key()
+    prod = load_settings({**base, "DOCUMENT_KEY": key})
     assert prod.security.cookie_secure and not prod.template_reload
+    assert prod.kyc.document_key == parse_key(key) and key not in repr(prod)
+
+
+def test_development_derives_the_document_key_from_the_secret_and_keeps_documents_out_of_static(tmp_path):
+    dev = load_settings({"FXCRM_VAR_DIR": str(tmp_path), "SECRET_KEY": SECRET})
+    assert dev.kyc.document_key == derive_key(SECRET) and dev.kyc.documents_dir == tmp_path / "documents"
+    assert dev.kyc.max_upload_bytes == 10 * 1_048_576 and dev.kyc.expiry_reminder_days == 30
 
 
 def test_development_generates_a_secret_key_once_and_keeps_it(tmp_path):
@@ -233,6 +243,10 @@ def test_development_generates_a_secret_key_once_and_keeps_it(tmp_path):
         ({"SMTP_URL": "mail.example.com"}, "SMTP_URL must look like"),
         ({"SECRET_KEY": "short"}, "at least 32 characters"),
         ({"COOKIE_SECURE": "maybe"}, "COOKIE_SECURE must be true or false"),
+        ({"DOCUMENT_KEY": "c2hvcnQ"}, "DOCUMENT_KEY must be 32 bytes"),
+        ({"DOCUMENTS_DIR": str(ROOT / "static" / "docs")}, "must not be inside static/"),
+        ({"KYC_MAX_UPLOAD_MB": "500"}, "KYC_MAX_UPLOAD_MB must be between"),
+        ({"KYC_EXPIRY_REMINDER_DAYS": "0"}, "KYC_EXPIRY_REMINDER_DAYS must be between"),
     ],
 )
 def test_it_rejects_malformed_settings(tmp_path, env, message):
