@@ -50,11 +50,16 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
         db.configure(db.resolve_database_url(settings.database_url, settings.var_dir))
 
     import app.clients.live  # noqa: F401  (registers live renderers)
+    import app.clients.live_panels  # noqa: F401  (registers the client page's live panels and its watch)
+    import app.imports.live  # noqa: F401  (registers the import progress renderer)
     import app.workbench.live  # noqa: F401  (registers live renderers)
-    from app.clients.controllers import StaffClients, portal_router
+    from app.clients.controllers import ClientExport, StaffClients, portal_router
+    from app.imports.controllers import ClientImports
     from app.integrations.controllers import ApiKeys
     from app.leads.api import api_router
+    from app.leads.controllers import ClientLeadSources
     from app.partners.controllers import StaffPartners
+    from app.partners.controllers.staff import ClientAttribution
     from app.partners.referrals import ReferralLinks
     from app.partners.routes import partner_router
     from app.routing.controllers import ClientAssignment, DeskSettings
@@ -63,9 +68,13 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
 
     staff_router = build_staff_router([StaffClients, StaffPartners, ApiKeys])
     staff_router.register(ClientWorkbench)
+    staff_router.register(ClientExport)
+    staff_router.register(ClientImports)
     staff_router.register(MyWork)
     staff_router.register(DeskSettings)
     staff_router.register(ClientAssignment)
+    staff_router.register(ClientLeadSources)
+    staff_router.register(ClientAttribution)
 
     owns_pool = False
 

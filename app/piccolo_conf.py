@@ -13,6 +13,7 @@ APP_REGISTRY = AppRegistry(
         "app.core.piccolo_app",
         "app.staff.piccolo_app",
         "app.clients.piccolo_app",
+        "app.imports.piccolo_app",
         "app.partners.piccolo_app",
         "app.integrations.piccolo_app",
         "app.leads.piccolo_app",

@@ -157,9 +157,36 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/staff/clients/{client_id:int}/messages"): staff(*EVERY_DESK),
     ("GET", "/staff/clients/{client_id:int}/stage"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/stage"): staff("admin", "compliance", "sales"),
+    # Tags: whoever may see the client (like notes). Bulk actions: every desk may start one (each
+    # action checks its own role: owner = admin, stage = admin/compliance/sales); a run is shown
+    # only to the staff member who started it (here the admin) and to administrators: 404 else.
+    ("GET", "/staff/clients/{client_id:int}/tags"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/tags"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/tags/remove"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/bulk"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/bulk/count"): staff(*EVERY_DESK, ok=Expect(303, "/staff/clients")),
+    ("GET", "/staff/clients/bulk/{run_id:int}"): staff(
+        *EVERY_DESK, **{p: Expect(404) for p in ("compliance", "finance", "sales", "dealing")}
+    ),
+    # Exports: whoever sees the list gets it as a file (the rows are scoped like the list; audited).
+    ("GET", "/staff/clients/export.csv"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/export.xlsx"): staff(*EVERY_DESK),
+    # CSV import: admin and sales (who bring leads in); a run is shown to whoever uploaded it
+    # (here the admin) and to administrators, a 404 to anyone else.
+    ("GET", "/staff/clients/import"): staff("admin", "sales"),
+    ("POST", "/staff/clients/import"): staff("admin", "sales"),
+    ("GET", "/staff/clients/import/{import_id:int}"): staff("admin", "sales", sales=Expect(404)),
+    ("POST", "/staff/clients/import/{import_id:int}/preview"): staff("admin", "sales"),
+    ("POST", "/staff/clients/import/{import_id:int}/start"): staff("admin", "sales"),
+    ("GET", "/staff/clients/import/{import_id:int}/progress"): staff("admin", "sales", sales=Expect(404)),
+    ("GET", "/staff/clients/import/{import_id:int}/rejected.csv"): staff("admin", "sales", sales=Expect(404)),
     ("GET", "/staff/clients/{client_id:int}/assignment"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/contacted"): staff("admin", "sales"),
     ("POST", "/staff/clients/{client_id:int}/owner"): staff(*ADMIN),
+    # Lead sources and the IB block of a client page; changing the IB: admin and compliance.
+    ("GET", "/staff/clients/{client_id:int}/sources"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}/attribution"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/attribution"): staff("admin", "compliance"),
     # The workbench panels of a client page: whoever enters the clients section.
     ("GET", "/staff/clients/{client_id:int}/notes"): staff(*EVERY_DESK),
     ("POST", "/staff/clients/{client_id:int}/notes"): staff(*EVERY_DESK),
@@ -287,6 +314,18 @@ async def ids(personas) -> dict[str, int]:
     from app.core import mail
 
     out["email"] = (await mail.recent())[0]["id"]
+    from app.clients.tables import ClientBulkRun
+
+    run = ClientBulkRun(
+        staff=personas["admin"].id, action="add_tag", params={"tag": "vip", "selection": {"ids": []}}
+    )
+    await run.save()
+    out["bulk_run"] = run.id
+    from app.imports import services as imports
+
+    out["import"] = await imports.upload(
+        admin, "leads.csv", b"email,first_name,last_name\nann@example.com,Ann,Lee\n", admin.actor()
+    )
     return out
 
 
@@ -307,6 +346,10 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return str(ids["email"])
         if name == "key_id":
             return "1"
+        if name == "run_id":
+            return str(ids["bulk_run"])
+        if name == "import_id":
+            return str(ids["import"])
         if name == "view_id":
             return "1"
         if name in ("desk_id", "member_id"):

@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime
 from urllib.parse import urlencode
 
 from app.clients.tables import STAGES
+from app.clients.tags import clean_tag
 
 SORTS = ("created", "name", "stage")
 COLUMNS = {
@@ -23,6 +24,7 @@ COLUMNS = {
     "owner": "Owner",
     "desk": "Desk",
     "ib": "IB",
+    "tags": "Tags",
     "verified": "Verified",
     "created": "Created",
 }
@@ -44,6 +46,7 @@ class ClientFilters:
     country: str = ""
     language: str = ""
     ib: str = ""
+    tag: str = ""  # normalised (lower case), as tags are stored
     created_from: date | None = None
     created_to: date | None = None
     sort: str = "created"
@@ -82,6 +85,10 @@ class ClientFilters:
         if ib and not _IB_CODE.match(ib):
             notes.append("That IB code cannot exist; ignored.")
             ib = ""
+        tag, problem = clean_tag(one("tag"))
+        if problem:
+            notes.append(f"Tag “{one('tag')[:60]}” ignored: {problem}")
+            tag = ""
         created_from = _date(one("created_from"), "Created from", notes)
         created_to = _date(one("created_to"), "Created to", notes)
         if created_from and created_to and created_from > created_to:
@@ -118,6 +125,7 @@ class ClientFilters:
             country=country,
             language=language,
             ib=ib,
+            tag=tag,
             created_from=created_from,
             created_to=created_to,
             sort=sort,
@@ -141,6 +149,7 @@ class ClientFilters:
             ("country", self.country),
             ("language", self.language),
             ("ib", self.ib),
+            ("tag", self.tag),
             ("created_from", self.created_from.isoformat() if self.created_from else ""),
             ("created_to", self.created_to.isoformat() if self.created_to else ""),
         ):

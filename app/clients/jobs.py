@@ -1,4 +1,5 @@
-"""Scheduled lifecycle upkeep: active clients who stopped coming become dormant, and back.
+"""Client jobs: lifecycle upkeep (active clients who stopped coming become dormant, and back)
+and large bulk actions from the staff client list.
 
 Until trading exists, activity means logging in to the portal (the issue's interim rule).
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from app.clients import bulk
 from app.clients.lifecycle import change_stage
 from app.core import db, jobs
 from app.core.audit import Actor
@@ -58,3 +60,15 @@ async def recompute_dormancy(days: int | None = None, *, now: datetime | None = 
 @jobs.cron("17 * * * *")
 async def recompute_client_dormancy(ctx: dict) -> dict[str, int]:
     return await recompute_dormancy()
+
+
+@jobs.job
+async def run_client_bulk(ctx: dict, *, run_id: int) -> dict[str, int]:
+    """A bulk action over more clients than a request should wait for; a retry resumes where it stopped."""
+    return await bulk.process(run_id)
+
+
+@jobs.cron("*/5 * * * *")
+async def resume_stalled_bulk_runs(ctx: dict) -> int:
+    """Bulk runs whose job was never delivered or died half-way carry on from their position."""
+    return await bulk.resume_stalled()

@@ -115,6 +115,7 @@ async def change_stage(
         await summaries.forget(client_id)
         await live.publish("staff:all", "client.changed", client_id=client_id)
         await live.publish(f"client:{client_id}", "client.stage_changed", client_id=client_id, stage=to_stage)
+        await live.publish(f"staff:client:{client_id}", "client_page.stage", client_id=client_id)
 
 
 async def record_history(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app.clients import services
+from app.clients import bulk, services
 from app.core.auth.principal import Principal
+from app.core.errors import NotFound
 from app.core.live import Event, render_template, renderer
 
 
@@ -34,3 +35,17 @@ async def verified(viewer: Principal, event: Event) -> str | None:
     if not _for_viewer(viewer, event):
         return None
     return '<div id="verify-banner" hx-swap-oob="true"></div>'
+
+
+@renderer("bulk.progress")
+async def bulk_progress(viewer: Principal, event: Event) -> str | None:
+    """The run's progress bar, swapped in wherever its owner has it open (list page or run page)."""
+    if not (viewer.is_staff and event.topic == f"staff:user:{viewer.id}"):
+        return None
+    try:
+        run = await bulk.run_for(viewer, int(event.ids["run_id"]))
+    except (NotFound, KeyError, ValueError):
+        return None
+    if run["staff"] != viewer.id:
+        return None
+    return render_template("clients/_bulk_progress.html", run=run, oob=True)

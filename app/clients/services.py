@@ -9,12 +9,12 @@ from typing import Any, cast
 
 from piccolo.columns import Column
 
-from app.clients import lifecycle
+from app.clients import lifecycle, tags
 from app.clients.cache import summaries
 from app.clients.filters import ClientFilters
 from app.clients.scoping import visible_client_sql
 from app.clients.tables import STAGES, Client, ClientMessage
-from app.core import audit, db, live, mail
+from app.core import audit, db, jobs, live, mail
 from app.core.audit import Actor
 from app.core.auth import passwords
 from app.core.auth import service as auth_service
@@ -122,6 +122,9 @@ async def register(form: Registration, actor: Actor, *, referral_token: str | No
         await auth_service.send_verification_email(client_id, r.email)
         await summaries.forget(client_id)
         await live.publish("staff:all", "client.changed", client_id=client_id)
+        jobs.enqueue_after_commit(
+            "screening_screen_client", key=f"screening:client:{client_id}", client_id=client_id
+        )
     return int(client_id)
 
 
@@ -186,14 +189,20 @@ def _like(term: str) -> str:
     return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
-async def list_clients_for(viewer: Principal, filters: ClientFilters | None = None) -> dict[str, Any]:
-    """One page of the staff client list and the cursor of the next one (keyset, never OFFSET).
+LIST_FROM = (
+    "FROM clients c "
+    "LEFT JOIN routing_assignments a ON a.client = c.id "
+    "LEFT JOIN staff_users o ON o.id = a.owner "
+    "LEFT JOIN routing_desks d ON d.id = a.desk "
+    "LEFT JOIN partner_attributions pa ON pa.client = c.id "
+    "LEFT JOIN partners p ON p.id = pa.partner "
+)
+"""What the list's conditions may refer to: the client `c`, assignment `a`, owner `o`, desk `d`, IB `p`."""
 
-    Every value reaches SQL as a parameter; only whitelisted sort expressions are spliced in.
-    """
-    if not viewer.is_staff:
-        raise NotFound("client")
-    f = filters or ClientFilters()
+
+def filter_sql(viewer: Principal, f: ClientFilters) -> tuple[list[str], list[Any]]:
+    """The list's conditions (`{}` placeholders, the viewer's scope first) and their parameters, in
+    order, without the page cursor: the list pages through them, bulk actions select by them."""
     scope, scope_args = visible_client_sql(viewer)  # first: its placeholders come first in `args`
     where: list[str] = [] if scope == "TRUE" else [scope]
     args: list[Any] = list(scope_args)
@@ -221,12 +230,31 @@ async def list_clients_for(viewer: Principal, filters: ClientFilters | None = No
         where.append(f"lower(c.language) = {arg(f.language)}")
     if f.ib:
         where.append(f"upper(p.code) = {arg(f.ib.upper())}")
+    if f.tag:
+        where.append(f"EXISTS (SELECT 1 FROM client_tags t WHERE t.client = c.id AND t.tag = {arg(f.tag)})")
     if f.created_from:
         start = datetime.combine(f.created_from, datetime.min.time(), tzinfo=UTC)
         where.append(f"c.created_at >= {arg(start)}")
     if f.created_to:
         end = datetime.combine(f.created_to + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
         where.append(f"c.created_at < {arg(end)}")
+    return where, args
+
+
+async def list_clients_for(viewer: Principal, filters: ClientFilters | None = None) -> dict[str, Any]:
+    """One page of the staff client list and the cursor of the next one (keyset, never OFFSET).
+
+    Every value reaches SQL as a parameter; only whitelisted sort expressions are spliced in.
+    """
+    if not viewer.is_staff:
+        raise NotFound("client")
+    f = filters or ClientFilters()
+    where, args = filter_sql(viewer, f)
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return "{}"
+
     key = SORT_SQL[f.sort]
     order = "DESC" if f.direction == "desc" else "ASC"
     if f.after is not None and f.after_id is not None:
@@ -236,18 +264,17 @@ async def list_clients_for(viewer: Principal, filters: ClientFilters | None = No
         f"SELECT c.id, c.first_name, c.last_name, c.email, c.phone, c.country, c.language, c.stage, "
         f"c.created_at, c.email_verified_at, {key} AS sort_key, "
         "o.id AS owner_id, o.name AS owner_name, d.id AS desk_id, d.name AS desk_name, p.code AS ib_code "
-        "FROM clients c "
-        "LEFT JOIN routing_assignments a ON a.client = c.id "
-        "LEFT JOIN staff_users o ON o.id = a.owner "
-        "LEFT JOIN routing_desks d ON d.id = a.desk "
-        "LEFT JOIN partner_attributions pa ON pa.client = c.id "
-        "LEFT JOIN partners p ON p.id = pa.partner "
+        + LIST_FROM
         + ("WHERE " + " AND ".join(where) + " " if where else "")
         + f"ORDER BY {key} {order}, c.id {order} LIMIT {arg(f.per + 1)}"
     )
     rows = await db.fetch(sql, *args)
     more = len(rows) > f.per
     rows = rows[: f.per]
+    if "tags" in f.cols:
+        tagged = await tags.tags_of([r["id"] for r in rows])
+        for r in rows:
+            r["tags"] = tagged.get(r["id"], [])
     next_query = None
     if more:
         last = rows[-1]
@@ -292,7 +319,7 @@ async def send_message(viewer: Principal, client_id: int, subject: str, body: st
             client_id,
             after={"message_id": msg.id, "subject": msg.subject},
         )
-        await mail.queue_email(client["email"], "new_message", {"subject": msg.subject})
+        await mail.queue_email(client["email"], "new_message", {"subject": msg.subject}, client_id=client_id)
         await summaries.forget(client_id)
         await live.publish(f"client:{client_id}", "message.created", message_id=msg.id)
         await record_event(

@@ -1,4 +1,5 @@
-from piccolo.columns import Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns import JSONB, Boolean, ForeignKey, Integer, Serial, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
 from app.staff.tables import StaffUser
@@ -51,3 +52,33 @@ class StageChange(Table, tablename="client_stage_changes"):
     actor_id = Varchar(length=64, null=True, default=None)
     actor_label = Varchar(length=320, default="")
     changed_at = Timestamptz()
+
+
+class ClientTag(Table, tablename="client_tags"):
+    """A short label on a client. Stored normalised (trimmed, single spaces, lower case), so one
+    tag is one row per client whatever case it was typed in; unique (client, tag) by index."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, on_delete=OnDelete.cascade)
+    tag = Varchar(length=40, index=True)
+    created_at = Timestamptz()
+    created_by = ForeignKey(references=StaffUser, null=True, on_delete=OnDelete.set_null)
+
+
+class ClientBulkRun(Table, tablename="client_bulk_runs"):
+    """One bulk action over a selection of clients, and how far it got: a reload shows the state,
+    and a retried job resumes after `position` (the last client id it handled)."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    staff = ForeignKey(references=StaffUser, on_delete=OnDelete.cascade, index=True)
+    action = Varchar(length=24)
+    params = JSONB()
+    total = Integer(default=0)
+    done = Integer(default=0)
+    failed = Integer(default=0)
+    position = Integer(default=0)
+    status = Varchar(length=16, default="queued")  # queued | running | finished
+    failures = JSONB(default=[])  # [{client_id, reason}], capped
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    finished_at = Timestamptz(null=True, default=None)

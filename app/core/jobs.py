@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 JOB_MODULES: tuple[str, ...]
 JOB_MODULES = ("app.core.mail", "app.core.maintenance", "app.clients.jobs")
 JOB_MODULES += ("app.routing.jobs",)
+JOB_MODULES += ("app.imports.jobs",)
 
 _functions: dict[str, Callable[..., Any]] = {}
 _crons: list[CronJob] = []

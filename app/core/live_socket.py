@@ -1,10 +1,18 @@
-"""The /live WebSocket: authenticated by the session, Origin checked, closed when the session ends."""
+"""The /live WebSocket: authenticated by the session, Origin checked, closed when the session ends.
+
+Besides the viewer's own topics (`Principal.topics`), a page may ask to watch one thing it shows,
+`/live?watch=client:42`: the domain that owns "client" decides (at connect) whether this viewer
+may see it and which topic that is. A page is a full load (the console does not hx-boost), so
+each page opens its own socket with its own `watch`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
@@ -19,6 +27,38 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORISED = 4401
 CLOSE_FORBIDDEN_ORIGIN = 4403
 SESSION_RECHECK_SECONDS = 30
+MAX_WATCHES = 4
+
+Watcher = Callable[[Principal, str], Awaitable[str | None]]
+_watchers: dict[str, Watcher] = {}
+_csrf: ContextVar[str] = ContextVar("live_csrf", default="")
+
+
+def watcher(kind: str) -> Callable[[Watcher], Watcher]:
+    """Register who may watch `kind:<ref>`: the function returns the topic, or None to refuse."""
+
+    def wrap(fn: Watcher) -> Watcher:
+        _watchers[kind] = fn
+        return fn
+
+    return wrap
+
+
+async def watched_topics(p: Principal, values: list[str]) -> set[str]:
+    """The extra topics a page asked for and may have; anything unknown or not allowed is ignored."""
+    topics: set[str] = set()
+    for value in values[:MAX_WATCHES]:
+        kind, _, ref = value.partition(":")
+        fn = _watchers.get(kind)
+        topic = await fn(p, ref) if fn is not None else None
+        if topic:
+            topics.add(topic)
+    return topics
+
+
+def csrf_token() -> str:
+    """The CSRF token of the browser this socket serves, for forms in partials rendered for it."""
+    return _csrf.get()
 
 
 def origin_allowed(socket: WebSocket) -> bool:
@@ -49,7 +89,10 @@ async def live(socket: WebSocket) -> None:
         await socket.close(code=CLOSE_UNAUTHORISED, reason="sign in first")
         return
     assert isinstance(p, Principal)
-    queue = hub.subscribe(p.topics())  # before accept: no event can fall between the two
+    topics = p.topics() | await watched_topics(p, socket.query_params.getall("watch", []))
+    csrf = socket.app.csrf_config
+    _csrf.set(socket.cookies.get(csrf.cookie_name, "") if csrf else "")
+    queue = hub.subscribe(topics)  # before accept: no event can fall between the two
     try:
         await socket.accept()
     except Exception:

@@ -8,6 +8,7 @@ in the outbox with status "outbox", readable by admins in the console, so the de
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from urllib.parse import unquote, urlparse
@@ -29,8 +30,24 @@ _env = Environment(
 )
 
 
-def render(template: str, context: dict) -> tuple[str, str, str]:
-    """(subject, text, html) from templates/mail/<template>.txt (first line "Subject: …") and optional .html."""
+def _localised(template: str, language: str | None) -> str:
+    """The template's name in `language` (templates/mail/<template>.<lang>.txt) if there is one,
+    trying the full tag (pt-br) then its primary subtag (pt); otherwise the English original."""
+    tag = (language or "").strip().lower().replace("_", "-")
+    for candidate in dict.fromkeys((tag, tag.split("-")[0])):
+        if candidate and candidate != "en":
+            try:
+                _env.get_template(f"{template}.{candidate}.txt")
+            except TemplateNotFound:
+                continue
+            return f"{template}.{candidate}"
+    return template
+
+
+def render(template: str, context: dict, language: str | None = None) -> tuple[str, str, str]:
+    """(subject, text, html) from templates/mail/<template>.txt (first line "Subject: …") and optional .html,
+    in the recipient's language when that template has a translation."""
+    template = _localised(template, language)
     text = _env.get_template(f"{template}.txt").render(**context)
     first, _, body = text.partition("\n")
     if not first.startswith("Subject:"):
@@ -43,10 +60,28 @@ def render(template: str, context: dict) -> tuple[str, str, str]:
     return subject, body.lstrip("\n"), html
 
 
-async def queue_email(to: str, template: str, context: dict) -> int:
-    """Write the message to the outbox inside the current transaction; deliver after commit."""
+ClientEmailListener = Callable[[int, int, str, str], Awaitable[None]]
+"""Told (client id, outbox id, template, subject) of every e-mail queued to a client, inside the
+transaction that queues it. The client's timeline registers one; core knows nothing of timelines."""
+_client_email_listeners: list[ClientEmailListener] = []
+
+
+def on_client_email(listener: ClientEmailListener) -> ClientEmailListener:
+    if listener not in _client_email_listeners:
+        _client_email_listeners.append(listener)
+    return listener
+
+
+async def queue_email(
+    to: str, template: str, context: dict, *, client_id: int | None = None, language: str | None = None
+) -> int:
+    """Write the message to the outbox inside the current transaction; deliver after commit.
+
+    Pass `client_id` whenever the recipient is a client, so the e-mail shows in their history,
+    and their `language` where the template has translations.
+    """
     settings = get_settings()
-    subject, text, html = render(template, {"base_url": settings.base_url, **context})
+    subject, text, html = render(template, {"base_url": settings.base_url, **context}, language)
     row = OutboundEmail(
         to_addr=to,
         subject=subject,
@@ -58,6 +93,9 @@ async def queue_email(to: str, template: str, context: dict) -> int:
     )
     await row.save()
     jobs.enqueue_after_commit("deliver_email", key=f"mail:{row.id}", email_id=row.id)
+    if client_id is not None:
+        for listener in _client_email_listeners:
+            await listener(client_id, int(row.id), template, subject)
     return int(row.id)
 
 

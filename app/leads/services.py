@@ -15,16 +15,19 @@ import phonenumbers
 import pycountry
 
 from app.clients import lifecycle
+from app.clients.services import get_client_for
 from app.clients.tables import Client
-from app.core import audit, live
+from app.core import audit, jobs, live
 from app.core.audit import Actor
+from app.core.auth.principal import Principal
 from app.core.db import fetch, transaction
-from app.core.errors import FormErrors
+from app.core.errors import FormErrors, NotFound
 from app.leads.tables import CHANNELS, LeadSource
 from app.routing import services as routing
 from app.workbench.timeline import record_event
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+MAX_SOURCES = 200  # a person captured more often than this is a bot, not a marketing history
 
 LIMITS = {
     "first_name": 100,
@@ -180,6 +183,9 @@ async def capture_lead(
             await client.save()
             client_id = int(client.id)
             created = True
+            jobs.enqueue_after_commit(
+                "screening_screen_client", key=f"screening:client:{client_id}", client_id=client_id
+            )
             await lifecycle.record_history(
                 client_id, None, "lead", actor, reason=f"lead captured ({channel})", at=now
             )
@@ -202,3 +208,22 @@ async def capture_lead(
             client_id, "lead", f"Lead {'captured' if created else 'merged'} ({channel})", "client", client_id
         )
     return client_id, created
+
+
+async def sources_for(viewer: Principal, client_id: int) -> list[dict[str, Any]]:
+    """Every capture of this client, newest first, with the key or form it came through.
+
+    404 (as for a missing client) to anyone who may not see the client; clients never see it.
+    """
+    if not viewer.is_staff:
+        raise NotFound("client")
+    await get_client_for(viewer, client_id)
+    return await fetch(
+        "SELECT s.id, s.channel, s.campaign, s.utm_source, s.utm_medium, s.utm_campaign, s.utm_term, "
+        "s.utm_content, s.landing_page, s.referring_ib_code, s.account_type_interest, s.created_at, "
+        "k.name AS api_key_name, k.prefix AS api_key_prefix "
+        "FROM lead_sources s LEFT JOIN api_keys k ON k.id = s.api_key "
+        "WHERE s.client = {} ORDER BY s.created_at DESC, s.id DESC LIMIT {}",
+        client_id,
+        MAX_SOURCES,
+    )

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.core import audit
@@ -21,8 +22,13 @@ from app.core.errors import NotFound
 from app.partners.tables import Partner, ReferralClick
 from app.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 COOKIE = "fxref"
 COOKIE_MAX_AGE = 30 * 24 * 3600
+CLICK_LIMIT = 30
+"""Clicks recorded per address per CLICK_WINDOW: beyond it a bot's flood writes no rows."""
+CLICK_WINDOW = timedelta(minutes=10)
 
 
 def _signature(token: str) -> str:
@@ -45,7 +51,13 @@ def unsign(value: str | None) -> str | None:
 
 
 async def record_click(code: str, *, landing_page: str, ip: str, user_agent: str) -> str | None:
-    """The new click's token, or None when the code names no active partner."""
+    """The click's token for the cookie, or None when the code names no active partner.
+
+    Each address gets CLICK_LIMIT recorded clicks per CLICK_WINDOW. Beyond that nothing is
+    written, yet the visitor is still sent on with a cookie: the token of their own latest click
+    on this partner (so its evidence still counts), or an unrecorded one. A person following a
+    link must never meet an error, and a bot must not fill the table.
+    """
     partner = (
         await Partner.select(Partner.id)
         .where((Partner.code == code.strip().upper()) & (Partner.status == "active"))
@@ -53,14 +65,31 @@ async def record_click(code: str, *, landing_page: str, ip: str, user_agent: str
     )
     if partner is None:
         return None
-    token = secrets.token_urlsafe(24)
+    ip = ip[:64]
+    now = datetime.now(UTC)
     async with transaction():
+        # One address at a time, so simultaneous clicks cannot all slip under the limit.
+        await fetch("SELECT pg_advisory_xact_lock(hashtextextended({}, 0))", "referral-click:" + ip)
+        [recent] = await fetch(
+            "SELECT count(*) AS clicks, (SELECT token FROM referral_clicks WHERE ip = {} AND partner = {} "
+            "AND clicked_at > {} ORDER BY clicked_at DESC, id DESC LIMIT 1) AS latest "
+            "FROM referral_clicks WHERE ip = {} AND clicked_at > {}",
+            ip,
+            partner["id"],
+            now - CLICK_WINDOW,
+            ip,
+            now - CLICK_WINDOW,
+        )
+        if recent["clicks"] >= CLICK_LIMIT:
+            log.info("referral clicks from %s over the limit; not recorded", ip)
+            return str(recent["latest"] or secrets.token_urlsafe(24))
+        token = secrets.token_urlsafe(24)
         await ReferralClick(
             partner=partner["id"],
             token=token,
-            clicked_at=datetime.now(UTC),
+            clicked_at=now,
             landing_page=landing_page[:2000],
-            ip=ip[:64],
+            ip=ip,
             user_agent=user_agent[:400],
         ).save()
     return token

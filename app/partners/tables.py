@@ -1,8 +1,9 @@
-from piccolo.columns import ForeignKey, Serial, Timestamptz, Varchar
+from piccolo.columns import ForeignKey, Serial, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.table import Table
 
 from app.clients.tables import Client
+from app.staff.tables import StaffUser
 
 
 class Partner(Table, tablename="partners"):
@@ -39,3 +40,22 @@ class Attribution(Table, tablename="partner_attributions"):
     clicked_at = Timestamptz(null=True, default=None)
     landing_page = Varchar(length=2000, default="")
     attributed_at = Timestamptz()
+
+
+class AttributionChange(Table, tablename="partner_attribution_changes"):
+    """A staff decision to set, change or remove a client's IB: the attribution it replaced (with
+    its evidence), the partner it chose (NULL: removed), who decided and why. History outlives
+    nothing it names: partners and staff are suspended or deactivated, never deleted under it."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, index=True)
+    old_partner = ForeignKey(references=Partner, null=True, on_delete=OnDelete.restrict)
+    old_source = Varchar(length=8, default="")
+    old_click = ForeignKey(references=ReferralClick, null=True, on_delete=OnDelete.set_null)
+    old_clicked_at = Timestamptz(null=True, default=None)
+    old_landing_page = Varchar(length=2000, default="")
+    old_attributed_at = Timestamptz(null=True, default=None)
+    new_partner = ForeignKey(references=Partner, null=True, on_delete=OnDelete.restrict)
+    reason = Text()
+    changed_by = ForeignKey(references=StaffUser, on_delete=OnDelete.restrict)
+    changed_at = Timestamptz()

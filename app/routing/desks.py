@@ -213,5 +213,8 @@ async def update_member(member_id: int, data: dict[str, str], actor: Actor) -> i
                     after={"owner": None, "desk": row["desk"], "reason": "agent taken off the desk"},
                 )
                 await live.publish("staff:all", "client.changed", client_id=lead["client"])
+                await live.publish(
+                    f"staff:client:{lead['client']}", "client_page.assignment", client_id=lead["client"]
+                )
             returned = len(leads)
     return returned

@@ -97,6 +97,7 @@ async def route_lead(client_id: int, actor: Actor) -> dict[str, Any]:
             },
         )
         await live.publish("staff:all", "client.changed", client_id=client_id)
+        await live.publish(f"staff:client:{client_id}", "client_page.assignment", client_id=client_id)
     return row
 
 
@@ -127,6 +128,7 @@ async def mark_contacted(client_id: int, actor: Actor) -> None:
             after={"first_contact_at": first.isoformat(), "last_touched_at": now.isoformat()},
         )
         await live.publish("staff:all", "client.changed", client_id=client_id)
+        await live.publish(f"staff:client:{client_id}", "client_page.assignment", client_id=client_id)
 
 
 async def return_idle_leads(days: int | None = None, *, now: datetime | None = None) -> int:
@@ -160,6 +162,9 @@ async def return_idle_leads(days: int | None = None, *, now: datetime | None = N
                     after={"owner": None, "desk": r["desk"], "idle_days": days},
                 )
                 await live.publish("staff:all", "client.changed", client_id=r["client"])
+                await live.publish(
+                    f"staff:client:{r['client']}", "client_page.assignment", client_id=r["client"]
+                )
         returned += len(rows)
         if len(rows) < BATCH:
             return returned
@@ -224,6 +229,7 @@ async def reassign(client_id: int, owner_id: int | None, actor: Actor, by: Princ
             after={"desk": desk_id, "owner": owner_id},
         )
         await live.publish("staff:all", "client.changed", client_id=client_id)
+        await live.publish(f"staff:client:{client_id}", "client_page.assignment", client_id=client_id)
 
 
 # --- what the client page shows -----------------------------------------------------------------

@@ -110,6 +110,7 @@ async def add_note(viewer: Principal, client_id: int, body: str, actor: Actor) -
         )
         for staff_id in mentioned:
             await live.publish(f"staff:user:{staff_id}", "mention.created", note_id=note.id)
+        await live.publish(f"staff:client:{client_id}", "client_page.notes", client_id=client_id)
     return int(note.id)
 
 
@@ -243,6 +244,7 @@ async def add_task(
             after={"task_id": task.id, "title": title, "due_at": due.isoformat(), "assignee": assignee},
         )
         await record_event(client_id, "task", f"Task for {due:%Y-%m-%d}: {title}", "task", task.id, at=now)
+        await live.publish(f"staff:client:{client_id}", "client_page.tasks", client_id=client_id)
     return int(task.id)
 
 
@@ -263,6 +265,7 @@ async def complete_task(viewer: Principal, client_id: int, task_id: int, actor: 
         await record_event(
             client_id, "task", f"Task done by {viewer.name}: {rows[0]['title']}", "task", task_id
         )
+        await live.publish(f"staff:client:{client_id}", "client_page.tasks", client_id=client_id)
     return True
 
 

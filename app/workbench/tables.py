@@ -5,7 +5,7 @@ from piccolo.table import Table
 from app.clients.tables import Client
 from app.staff.tables import StaffUser
 
-KINDS = ("note", "task", "stage", "message", "login", "email", "lead", "kyc", "document")
+KINDS = ("note", "task", "stage", "message", "login", "email", "lead", "tag", "ib", "kyc", "document")
 
 
 class Note(Table, tablename="client_notes"):

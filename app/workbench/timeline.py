@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from app.core import mail
+from app.core.auth import service as auth_service
 from app.core.db import DB
 from app.workbench.tables import KINDS, TimelineEvent
 
@@ -35,3 +37,18 @@ async def record_event(
     )
     await row.save()
     return int(row.id)
+
+
+PORTALS = {"portal": "the client portal", "ib": "the partner portal"}
+
+
+@auth_service.on_client_login
+async def record_login(client_id: int, portal: str, ip: str) -> None:
+    where = PORTALS.get(portal, portal)
+    await record_event(client_id, "login", f"Signed in to {where}" + (f" from {ip}" if ip else ""))
+
+
+@mail.on_client_email
+async def record_email(client_id: int, email_id: int, template: str, subject: str) -> None:
+    """The subject and template only: the body may hold a one-time link."""
+    await record_event(client_id, "email", f"E-mail “{subject}” ({template})", "email", email_id)

@@ -14,8 +14,23 @@ from tests.e2e.conftest import DESKTOP, db, insert_staff, pass_second_factor, si
 pytestmark = pytest.mark.browser
 
 
-def insert_phoned_client(live_server, email: str, phone: str, owner_email: str) -> int:
-    """A lead with an E.164 phone, assigned to the agent (so desk scoping lets them see it)."""
+def desk_with(live_server, *emails: str) -> int:
+    """A desk with these agents on it: a mention reaches only colleagues who may see the client."""
+    with db(live_server) as conn:
+        desk_id = conn.execute(
+            "INSERT INTO routing_desks (name, active) VALUES (%s, true) RETURNING id", (unique_email("desk"),)
+        ).fetchone()[0]  # type: ignore[index]
+        for email in emails:
+            conn.execute(
+                "INSERT INTO routing_desk_members (desk, staff, capacity, active) "
+                "SELECT %s, id, 20, true FROM staff_users WHERE email = %s",
+                (desk_id, email),
+            )
+    return desk_id
+
+
+def insert_phoned_client(live_server, email: str, phone: str, owner_email: str, desk_id: int) -> int:
+    """A lead with an E.164 phone, owned by the agent on their desk (so desk scoping lets them see it)."""
     with db(live_server) as conn:
         client_id = conn.execute(
             "INSERT INTO clients (email, first_name, last_name, phone, country, language, stage,"
@@ -25,9 +40,9 @@ def insert_phoned_client(live_server, email: str, phone: str, owner_email: str) 
         ).fetchone()[0]  # type: ignore[index]
         conn.execute(
             "INSERT INTO routing_assignments (client, desk, owner, assigned_at, first_contact_due_at,"
-            " last_touched_at) SELECT %s, NULL, id, now(), now() + interval '1 hour', now()"
+            " last_touched_at) SELECT %s, %s, id, now(), now() + interval '1 hour', now()"
             " FROM staff_users WHERE email = %s",
-            (client_id, owner_email),
+            (client_id, desk_id, owner_email),
         )
     return client_id
 
@@ -39,8 +54,11 @@ def test_an_agent_finds_a_client_by_phone_and_a_mentioned_colleague_sees_it_live
     agent_secret = insert_staff(live_server, agent_email, roles=("sales",))
     colleague_email = unique_email("colleague")
     colleague_secret = insert_staff(live_server, colleague_email, roles=("sales",))
-    client_id = insert_phoned_client(live_server, unique_email("paula"), phone, agent_email)
-    decoy_id = insert_phoned_client(live_server, unique_email("decoy"), f"+49152{digits}", agent_email)
+    desk_id = desk_with(live_server, agent_email, colleague_email)
+    client_id = insert_phoned_client(live_server, unique_email("paula"), phone, agent_email, desk_id)
+    decoy_id = insert_phoned_client(
+        live_server, unique_email("decoy"), f"+49152{digits}", agent_email, desk_id
+    )
 
     colleague = new_context(viewport=DESKTOP).new_page()
     sign_in(colleague, "/staff", colleague_email)

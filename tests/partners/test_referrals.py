@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -234,3 +235,67 @@ async def test_the_staff_client_page_says_who_referred_the_client(client, person
 def test_emails_are_masked_to_their_first_letter():
     assert attribution.mask_email("maria.lopez@example.com") == "m***@example.com"
     assert attribution.mask_email("broken") == "***"
+
+
+# --- the per-address click limit ----------------------------------------------------------------
+
+
+async def test_clicks_over_the_limit_still_redirect_with_a_cookie_but_write_no_rows(
+    client, personas, monkeypatch
+):
+    monkeypatch.setattr(attribution, "CLICK_LIMIT", 3)
+    tokens = []
+    for _ in range(3):
+        client.cookies.clear()
+        r = await follow(client, "IBTEST")
+        tokens.append(attribution.unsign(r.cookies["fxref"]))
+    assert await ReferralClick.count() == 3
+    for _ in range(5):
+        client.cookies.clear()
+        r = await follow(client, "IBTEST", params={"to": "/portal/register?lang=de"})
+        assert r.status_code == 303 and r.headers["location"] == "/portal/register?lang=de"
+        [header] = [h for h in set_cookie_headers(r) if h.startswith("fxref=")]
+        assert "HttpOnly" in header
+        assert attribution.unsign(r.cookies["fxref"]) == tokens[-1]  # this address's latest click
+    assert await ReferralClick.count() == 3
+    # Over the limit on a partner this address never reached: still a cookie, still no row.
+    client.cookies.clear()
+    r = await follow(client, "IBSUBTEST")
+    token = attribution.unsign(r.cookies["fxref"])
+    assert r.status_code == 303 and token and token not in tokens
+    assert await ReferralClick.count() == 3
+    # Another address is counted on its own.
+    assert await attribution.record_click("IBTEST", landing_page="", ip="203.0.113.9", user_agent="ua")
+    assert await ReferralClick.count() == 4
+    # Once the window has passed, this address's clicks are recorded again.
+    await db.fetch("UPDATE referral_clicks SET clicked_at = clicked_at - interval '11 minutes'")
+    client.cookies.clear()
+    await follow(client, "IBTEST")
+    assert await ReferralClick.count() == 5
+
+
+async def test_a_visitor_over_the_limit_is_still_attributed_by_their_latest_click(
+    client, personas, monkeypatch
+):
+    monkeypatch.setattr(attribution, "CLICK_LIMIT", 1)
+    await follow(client, "IBTEST")
+    [click] = await ReferralClick.select()
+    client.cookies.clear()
+    await follow(client, "IBTEST")  # over the limit: no row, the same click's token
+    r = await post_form(client, "/portal/register", FORM)
+    assert r.status_code == 303
+    row = await attribution_of(FORM["email"])
+    assert row is not None and row["source"] == "link" and row["click"] == click["id"]
+    assert await ReferralClick.count() == 1
+
+
+async def test_simultaneous_clicks_from_one_address_cannot_slip_past_the_limit(personas, monkeypatch):
+    monkeypatch.setattr(attribution, "CLICK_LIMIT", 3)
+    tokens = await asyncio.gather(
+        *(
+            attribution.record_click("IBTEST", landing_page="", ip="198.51.100.7", user_agent="bot")
+            for _ in range(12)
+        )
+    )
+    assert all(tokens)
+    assert await ReferralClick.count() == 3

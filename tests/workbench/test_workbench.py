@@ -248,9 +248,10 @@ async def test_the_timeline_has_every_fact_newest_first_with_keyset_paging(clien
 
     page = await services.timeline_for(admin, a)
     kinds = [e["kind"] for e in page["events"]]
-    assert kinds == ["lead", "task", "task", "note", "stage", "message"]
+    assert kinds == ["lead", "task", "task", "note", "stage", "message", "email"]  # the message's e-mail
     assert "registered → kyc pending" in page["events"][4]["summary"]
     assert "Welcome aboard" in page["events"][5]["summary"]
+    assert "New message: Welcome aboard" in page["events"][6]["summary"]
     assert page["older"] is None
 
     first = await services.timeline_for(admin, a, limit=4)

@@ -1,5 +1,6 @@
 from litestar import Router
 
+from app.clients.controllers.export import ClientExport
 from app.clients.controllers.portal import PortalAuth, PortalPages, PortalSecondFactor
 from app.clients.controllers.staff import StaffClients
 from app.core.auth.guards import client_guard
@@ -11,4 +12,4 @@ portal_router = Router(
     include_in_schema=False,
 )
 
-__all__ = ["portal_router", "StaffClients"]
+__all__ = ["portal_router", "StaffClients", "ClientExport"]

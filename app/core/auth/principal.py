@@ -43,7 +43,10 @@ class Principal:
         return Actor(kind=self.kind, id=str(self.id), label=self.email, ip=ip, user_agent=user_agent)
 
     def topics(self) -> set[str]:
-        """Live-channel topics this person may receive."""
+        """Live-channel topics this person may receive wherever they are.
+
+        A page's own topic (the staff client page's `staff:client:{id}`) is added per socket by
+        `app.core.live_socket.watched_topics`, only after the owning domain has checked access."""
         topics = {f"session:{self.session_id}"}
         if self.is_staff:
             topics |= {"staff:all", f"staff:user:{self.id}"} | {f"staff:role:{r}" for r in self.roles}

@@ -7,6 +7,7 @@ e-mail address has an account.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -46,6 +47,23 @@ class LoginOutcome:
     user_id: int
     needs_second_factor: bool
     needs_enrolment: bool
+
+
+ClientLoginListener = Callable[[int, str, str], Awaitable[None]]
+"""Told (client id, portal, ip) of each completed client sign-in, inside its transaction. The
+client's timeline registers one; core knows nothing of timelines. Failed sign-ins stay in the audit."""
+_client_login_listeners: list[ClientLoginListener] = []
+
+
+def on_client_login(listener: ClientLoginListener) -> ClientLoginListener:
+    if listener not in _client_login_listeners:
+        _client_login_listeners.append(listener)
+    return listener
+
+
+async def _client_signed_in(client_id: int, portal: str, ip: str) -> None:
+    for listener in _client_login_listeners:
+        await listener(client_id, portal, ip)
 
 
 def _display(kind: str, user: dict[str, Any]) -> str:
@@ -127,6 +145,8 @@ async def login(portal: str, email: str, password: str, *, ip: str, user_agent: 
             user["id"],
             after={"portal": portal, "session": sid, "second_factor_pending": bool(user["totp_enabled"])},
         )
+        if kind == "client" and not user["totp_enabled"]:  # else complete once the second factor passes
+            await _client_signed_in(user["id"], portal, ip)
     return LoginOutcome(
         session_key=key,
         session_id=sid,
@@ -199,6 +219,8 @@ async def verify_second_factor(principal: Principal, code: str, actor: Actor, po
             await audit.record(
                 actor, "auth.2fa_passed", principal.kind, principal.id, after={"method": accepted_by}
             )
+            if principal.is_client:
+                await _client_signed_in(principal.id, portal, ip)
     if accepted_by is None:
         raise AuthError(
             "That code is not valid (or was already used). Enter the current 6-digit code.", "code"
@@ -337,7 +359,10 @@ async def request_password_reset(portal: str, email: str, actor: Actor) -> None:
         token = await tokens.issue("reset", kind, user["id"], timedelta(hours=1))
         login_portal = "staff" if kind == "staff" else "portal"
         await mail.queue_email(
-            email, "password_reset", {"link": f"{get_settings().base_url}/{login_portal}/reset/{token}"}
+            email,
+            "password_reset",
+            {"link": f"{get_settings().base_url}/{login_portal}/reset/{token}"},
+            client_id=user["id"] if kind == "client" else None,
         )
         await audit.record(actor, "auth.reset_requested", kind, user["id"])
 
@@ -380,7 +405,10 @@ async def send_verification_email(client_id: int, email: str) -> None:
     """Inside the caller's transaction: a single-use link proving the client owns the address."""
     token = await tokens.issue("verify", "client", client_id, timedelta(days=2))
     await mail.queue_email(
-        email, "verify_email", {"link": f"{get_settings().base_url}/portal/verify/{token}"}
+        email,
+        "verify_email",
+        {"link": f"{get_settings().base_url}/portal/verify/{token}"},
+        client_id=client_id,
     )
 
 
