@@ -52,10 +52,14 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     import app.clients.live  # noqa: F401  (registers live renderers)
     import app.clients.live_panels  # noqa: F401  (registers the client page's live panels and its watch)
     import app.imports.live  # noqa: F401  (registers the import progress renderer)
+    import app.kyc.live  # noqa: F401  (registers the documents page's live cards)
+    import app.kyc.live_staff  # noqa: F401  (registers the review queue's and client page's KYC updates)
     import app.workbench.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import ClientExport, StaffClients, portal_router
     from app.imports.controllers import ClientImports
     from app.integrations.controllers import ApiKeys
+    from app.kyc.controllers import KycFiles
+    from app.kyc.controllers.staff import ClientKyc, KycReview
     from app.leads.api import api_router
     from app.leads.controllers import ClientLeadSources
     from app.partners.controllers import StaffPartners
@@ -63,6 +67,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     from app.partners.referrals import ReferralLinks
     from app.partners.routes import partner_router
     from app.routing.controllers import ClientAssignment, DeskSettings
+    from app.screening.controllers import ScreeningConsole
     from app.staff.controllers import build_staff_router
     from app.workbench.controllers import ClientWorkbench, MyWork
 
@@ -75,6 +80,10 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     staff_router.register(ClientAssignment)
     staff_router.register(ClientLeadSources)
     staff_router.register(ClientAttribution)
+    staff_router.register(KycFiles)
+    staff_router.register(KycReview)
+    staff_router.register(ClientKyc)
+    staff_router.register(ScreeningConsole)
 
     owns_pool = False
 

@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_createstaff)
     p = sub.add_parser("mt5-sim", help="MT5 Web API simulator (reserved for the trading issue)")
     p.set_defaults(func=cmd_mt5_sim)
+    from app.screening.cli import add_commands as add_screening_commands
+
+    add_screening_commands(sub)
     return parser
 
 

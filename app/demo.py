@@ -13,6 +13,7 @@ from app.core.auth import passwords
 from app.core.db import transaction
 from app.partners.tables import Partner
 from app.routing import services as routing
+from app.screening import lists as screening_lists
 from app.staff.tables import StaffUser
 
 STAFF_PASSWORD = "demo-staff-pass-2026"  # noqa: S105 (printed demo login)
@@ -134,6 +135,9 @@ async def load_demo() -> dict[str, int]:
         for row in unrouted:
             await routing.route_lead(row["id"], actor)
     created["clients"] += crowd.pop("clients")
+    # Synthetic sanctions lists (invented names), so the screening console has something to show.
+    loaded = await screening_lists.load_samples(actor)
+    created["sanctions_lists"] = sum(1 for r in loaded if r.created)
     return {**created, **crowd}
 
 

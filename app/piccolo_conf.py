@@ -21,6 +21,7 @@ APP_REGISTRY = AppRegistry(
         "app.routing.piccolo_app",
         "app.views.piccolo_app",
         "app.kyc.piccolo_app",
+        "app.screening.piccolo_app",
     ]
 )
 

@@ -82,6 +82,7 @@ class Settings:
     default_desk: str = ""  # the desk for leads no routing rule matches; empty: the unassigned pool
     first_contact_sla_minutes: int = 60
     lead_idle_days: int = 3  # an owned lead untouched this long goes back to its desk's pool
+    screening_threshold: int = 85  # sanctions hits scoring at least this (0-100) open a compliance case
 
     @property
     def production(self) -> bool:
@@ -171,6 +172,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     lead_idle_days = _int(env, "LEAD_IDLE_DAYS", 3)
     if not 1 <= lead_idle_days <= 365:
         raise SettingsError(f"LEAD_IDLE_DAYS must be between 1 and 365, got {lead_idle_days}")
+    screening_threshold = _int(env, "SCREENING_THRESHOLD", 85)
+    if not 50 <= screening_threshold <= 100:
+        raise SettingsError(f"SCREENING_THRESHOLD must be between 50 and 100, got {screening_threshold}")
     secret_key = _secret_key(env, app_env, var_dir)
     security = SecuritySettings(
         secret_key=secret_key,
@@ -197,6 +201,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         default_desk=default_desk,
         first_contact_sla_minutes=sla_minutes,
         lead_idle_days=lead_idle_days,
+        screening_threshold=screening_threshold,
     )
 
 

@@ -198,7 +198,28 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/tasks"): staff(*EVERY_DESK),
     ("GET", "/staff/mentions"): staff(*EVERY_DESK),
     ("GET", "/staff/mentions/unread"): staff(*EVERY_DESK),
+    # KYC review: the queue, the review page and every decision are for compliance and administrators;
+    # the KYC panel of a client page for whoever may see the client (review links: reviewers only).
     ("GET", "/staff/kyc"): staff("admin", "compliance"),
+    # A client's stored document file: compliance and admins (audited); to other staff a 404, as
+    # for a file that does not exist (a 403 would confirm it is there).
+    ("GET", "/staff/kyc/files/{file_id:int}"): staff(
+        *EVERY_DESK, **{p: Expect(404) for p in ("finance", "sales", "dealing")}
+    ),
+    ("GET", "/staff/kyc/documents/{document_id:int}"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/documents/{document_id:int}/claim"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/documents/{document_id:int}/release"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/documents/{document_id:int}/approve"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/documents/{document_id:int}/reject"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/documents/{document_id:int}/reupload"): staff("admin", "compliance"),
+    # Sanctions screening: the open cases, their decisions, the loaded lists and uploads, the
+    # re-screening's progress: compliance and administrators (tests/screening prove the decisions).
+    ("GET", "/staff/kyc/screening"): staff("admin", "compliance"),
+    ("GET", "/staff/kyc/screening/progress"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/screening/cases/{case_id:int}/decide"): staff("admin", "compliance"),
+    ("GET", "/staff/kyc/screening/lists"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/screening/lists"): staff("admin", "compliance"),
+    ("GET", "/staff/clients/{client_id:int}/kyc"): staff(*EVERY_DESK),
     ("GET", "/staff/accounts"): staff("admin", "finance", "dealing"),
     ("GET", "/staff/funding"): staff("admin", "finance"),
     ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
@@ -252,6 +273,11 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/portal/settings/password"): portal(),
     ("POST", "/portal/settings/2fa/disable"): portal(),
     ("POST", "/portal/verify/resend"): portal(),
+    # KYC documents: the client's own checklist and uploads; a stored file only to its own client
+    # (other clients get a 404, as for a file that does not exist).
+    ("GET", "/portal/documents"): portal(),
+    ("POST", "/portal/documents/upload"): portal(),
+    ("GET", "/portal/documents/files/{file_id:int}"): portal(ib=Expect(404), sub_ib=Expect(404)),
     # Partner portal.
     ("GET", "/ib/login"): public(),
     ("POST", "/ib/login"): public(),
@@ -326,6 +352,38 @@ async def ids(personas) -> dict[str, int]:
     out["import"] = await imports.upload(
         admin, "leads.csv", b"email,first_name,last_name\nann@example.com,Ann,Lee\n", admin.actor()
     )
+    from datetime import UTC, datetime
+
+    from app.kyc.tables import Document, DocumentType
+
+    passport = await DocumentType.select(DocumentType.id).where(DocumentType.code == "passport").first()
+    now = datetime.now(UTC)
+    document = Document(
+        client=personas["client_a"].id,
+        doc_type=passport["id"],
+        category="identity",
+        status="pending",
+        created_at=now,
+        submitted_at=now,
+    )
+    await document.save()
+    out["document"] = document.id
+    from app.kyc import documents as kyc_documents
+    from app.kyc.tables import DocumentFile
+
+    photo = b"\xff\xd8\xff\xe0 a stored passport photo"  # served as stored: no decoding on the way out
+    kyc_file = DocumentFile(
+        document=document.id,
+        side="single",
+        storage_name=kyc_documents.store().write(photo),
+        mime="image/jpeg",
+        size=len(photo),
+        received_sha256="0" * 64,
+        stored_sha256="0" * 64,
+        uploaded_at=now,
+    )
+    await kyc_file.save()
+    out["kyc_file"] = kyc_file.id
     return out
 
 
@@ -356,6 +414,12 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return "1"
         if name == "task_id":
             return "1"
+        if name == "document_id":
+            return str(ids["document"])
+        if name == "file_id":
+            return str(ids["kyc_file"])  # client_a's passport
+        if name == "case_id":
+            return "1"  # refused before any case is looked up; deciding is tested in tests/screening
         if name == "message_id":
             return str(ids.get(f"message:{persona}", ids["message:client_a"]))
         raise AssertionError(f"no id for path parameter {name!r} in {path}: add one to concrete()")
@@ -612,6 +676,7 @@ FRAGMENTS = [
     ("admin", "/staff/settings/outbox", "client.a@client.test"),
     ("admin", "/staff/settings/staff", "dealing@staff.test"),
     ("client_a", "/portal/messages", "Hello client_a"),
+    ("client_a", "/portal/documents", 'id="card-identity"'),
     ("ib", "/ib/network", "IBSUBTEST"),
 ]
 

@@ -27,6 +27,8 @@ JOB_MODULES: tuple[str, ...]
 JOB_MODULES = ("app.core.mail", "app.core.maintenance", "app.clients.jobs")
 JOB_MODULES += ("app.routing.jobs",)
 JOB_MODULES += ("app.imports.jobs",)
+JOB_MODULES += ("app.kyc.jobs",)
+JOB_MODULES += ("app.screening.jobs",)
 
 _functions: dict[str, Callable[..., Any]] = {}
 _crons: list[CronJob] = []

@@ -9,6 +9,7 @@ Events carry a type and ids, never HTML: each socket renders the partial for its
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 from collections import defaultdict
@@ -30,11 +31,17 @@ class Event:
     topic: str
     type: str
     ids: dict[str, Any] = field(default_factory=dict)
+    origin: int | None = None  # the session whose request caused it (None: a job, the system)
+
+
+ORIGIN: contextvars.ContextVar[int | None] = contextvars.ContextVar("fxcrm_live_origin", default=None)
+"""Set per request by the session middleware, so an event knows which browser caused it: that
+browser already has the fresh panel (and its "saved" message) from its own response."""
 
 
 async def publish(topic: str, type: str, **ids: Any) -> None:
     """Queue an event; delivered when the current transaction commits (at once outside one)."""
-    payload = json.dumps({"topic": topic, "type": type, "ids": ids}, default=str)
+    payload = json.dumps({"topic": topic, "type": type, "ids": ids, "origin": ORIGIN.get()}, default=str)
     await DB.run_querystring(_notify(payload))
 
 
@@ -122,7 +129,9 @@ class Hub:
     def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
             data = json.loads(payload)
-            event = Event(topic=data["topic"], type=data["type"], ids=data.get("ids") or {})
+            event = Event(
+                topic=data["topic"], type=data["type"], ids=data.get("ids") or {}, origin=data.get("origin")
+            )
         except (ValueError, KeyError):
             log.warning("ignoring malformed live event %r", payload[:200])
             return

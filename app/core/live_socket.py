@@ -122,6 +122,8 @@ async def live(socket: WebSocket) -> None:
                 continue
             if event.type == "session.ended":
                 return
+            if event.type.startswith("client_page.") and event.origin == p.session_id:
+                continue  # this browser's own change: its response already showed it
             for html in await render_for(p, event):
                 await socket.send_text(html)
 

@@ -119,12 +119,17 @@ async def checklist_for(p: Principal) -> dict[str, Any]:
 
 
 def _latest_relevant(docs: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The document that speaks for the category: an open one (being uploaded or reviewed) first,
-    else an approved one, else the latest decision."""
-    for wanted in (OPEN, ("approved",)):
-        for d in docs:
-            if d["status"] in wanted:
-                return d
+    """The document that speaks for the category: one being uploaded or reviewed first, then a
+    re-upload request nobody has answered yet (none newer), else an approved one, else the latest
+    decision. `docs` is newest first."""
+    for d in docs:
+        if d["status"] in ("draft", "pending", "in_review"):
+            return d
+    if docs and docs[0]["status"] == "reupload_requested":
+        return docs[0]  # an older request is answered by any newer document (approved: done)
+    for d in docs:
+        if d["status"] == "approved":
+            return d
     return docs[0] if docs else None
 
 

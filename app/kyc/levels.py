@@ -45,6 +45,7 @@ class Rights:
     rights: frozenset[str]
     deposit_limit: Decimal | None
     currency: str
+    blocked: bool = False  # a compliance block (a confirmed sanctions match): the portal only
 
     def allows(self, right: str) -> bool:
         return right in self.rights
@@ -115,14 +116,18 @@ async def rights_for(client_id: int) -> Rights:
         below = [r for r in rows if r["rank"] <= profile["level"]]
         level = below[-1] if below else {"rank": 0, "name": "Registered", "rights": [], "deposit_limit": None}
         level.setdefault("deposit_limit_currency", "USD")
+    from app.screening.services import is_blocked
+
+    blocked = await is_blocked(client_id)
     return Rights(
         client_id=client_id,
         entity_type=profile["entity_type"],
         level=level["rank"],
         level_name=level["name"],
-        rights=frozenset(level["rights"]),
+        rights=frozenset({"portal"}) if blocked else frozenset(level["rights"]),
         deposit_limit=level["deposit_limit"],
         currency=level["deposit_limit_currency"],
+        blocked=blocked,
     )
 
 
@@ -131,6 +136,8 @@ async def require_right(client_id: int, right: str) -> Rights:
     rights = await rights_for(client_id)
     if rights.allows(right):
         return rights
+    if rights.blocked:
+        raise RightDenied(right, "Your account is restricted by our compliance team. Please contact support.")
     rows = await ladder(rights.entity_type)
     granting = next((r for r in rows if right in r["rights"]), None)
     what = RIGHT_LABELS.get(right, right)

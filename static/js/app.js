@@ -114,6 +114,20 @@
     f.dataset.state = retry ? "failed" : "refused";
     f.querySelector("[data-upload-message]").textContent = message;
   }
+  // While the camera or the file picker is open, the side counts as busy: a live update must not
+  // replace the input the photo is about to land in. Cancelling the picker ends that.
+  document.addEventListener("click", function (e) {
+    var input = e.target;
+    if (!input.matches || !input.matches("form[data-upload] input[type=file]")) return;
+    var state = input.form.dataset.state;
+    if (!state || state === "refused") input.form.dataset.state = "picking";
+  }, true);
+  document.addEventListener("cancel", function (e) {
+    var input = e.target;
+    if (input.matches && input.matches("form[data-upload] input[type=file]") && input.form.dataset.state === "picking") {
+      delete input.form.dataset.state;
+    }
+  }, true);
   document.addEventListener("change", function (e) { // capture: before htmx reads the form
     var input = e.target;
     if (!input.matches || !input.matches("form[data-upload] input[type=file]")) return;

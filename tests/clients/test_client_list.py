@@ -392,3 +392,9 @@ async def test_a_view_without_a_name_is_refused_with_the_reason(client, personas
     r = await save(client, "   ", "stage=funded")
     assert r.status_code == 422 and "Give the view a name." in r.text
     assert ids_in(r.text) == [book["carlos"]] and await SavedView.count() == 0
+
+
+async def test_the_client_page_shows_the_sanctions_status(client, personas):
+    await sign_in(client, personas["compliance"])
+    page = (await client.get(f"/staff/clients/{personas['client_a'].id}")).text
+    assert '<span id="sanctions-badge">' in page and "Sanctions: not screened yet" in page

@@ -16,8 +16,8 @@ from app.clients.tables import STAGES, Client
 from app.core import audit, db
 from app.core.migrate import pending_migrations
 from app.demo import CLIENTS, STAFF, load_demo
-from app.partners.tables import Partner
 from app.kyc.storage import derive_key, new_key, parse_key
+from app.partners.tables import Partner
 from app.settings import ROOT, SettingsError, load_settings
 from app.staff.tables import StaffUser
 from tests.conftest import SECRET, TEST_VAR, with_database
@@ -44,11 +44,12 @@ async def test_the_demo_broker_has_every_role_every_stage_and_an_ib_with_a_sub_i
 
 async def test_loading_the_demo_twice_changes_nothing(database):
     first = await load_demo()
-    assert {k: first[k] for k in ("staff", "clients", "partners", "desks")} == {
+    assert {k: first[k] for k in ("staff", "clients", "partners", "desks", "sanctions_lists")} == {
         "staff": len(STAFF),
         "clients": len(CLIENTS) + demo_crowd.SIZE,
         "partners": 2,
         "desks": len(demo_crowd.DESKS),
+        "sanctions_lists": 3,
     }
     assert first["notes"] > 0 and first["tasks"] > 0 and first["referred"] > 0
     before = await every_count()

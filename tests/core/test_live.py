@@ -291,3 +291,19 @@ async def test_a_subscriber_gets_only_its_own_topics(listening):
         listening.unsubscribe(mine)
         listening.unsubscribe(theirs)
     assert listening.connection_count == 0
+
+
+async def test_an_event_names_the_session_whose_request_caused_it(listening):
+    queue = listening.subscribe({"staff:client:5"})
+    try:
+        token = live.ORIGIN.set(77)
+        try:
+            await live.publish("staff:client:5", "client_page.stage", client_id=5)
+        finally:
+            live.ORIGIN.reset(token)
+        await live.publish("staff:client:5", "client_page.stage", client_id=5)  # from a job: no origin
+        first = await asyncio.wait_for(queue.get(), timeout=5)
+        second = await asyncio.wait_for(queue.get(), timeout=5)
+        assert (first.origin, second.origin) == (77, None)
+    finally:
+        listening.unsubscribe(queue)

@@ -128,3 +128,22 @@ async def test_a_company_needs_its_documents_and_a_director_s_identity(personas)
     await approve(b, "incorporation_certificate")
     assert await levels.recompute_level(b, SYSTEM, "approved") == (0, 1)
     assert (await levels.rights_for(b)).deposit_limit == Decimal("10000.00")
+
+
+async def test_a_compliance_block_leaves_the_portal_and_nothing_else(personas):
+    a = personas["client_a"].id
+    await approve(a, "passport", expires_on=date.today() + timedelta(days=900))
+    await levels.recompute_level(a, SYSTEM, "approved")
+    assert (await levels.rights_for(a)).allows("deposits")
+    await db.fetch(
+        "INSERT INTO compliance_blocks (client, reason, active_client, created_at) VALUES ({}, 'true match', {}, now())",
+        a,
+        a,
+    )
+    rights = await levels.rights_for(a)
+    assert rights.blocked and rights.rights == frozenset({"portal"}) and rights.level == 1
+    with pytest.raises(RightDenied) as denied:
+        await levels.require_right(a, "demo_accounts")
+    assert (
+        denied.value.message == "Your account is restricted by our compliance team. Please contact support."
+    )

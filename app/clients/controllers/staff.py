@@ -18,6 +18,7 @@ from app.core.errors import FormErrors
 from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
 from app.imports import services as import_services
 from app.partners import attribution
+from app.screening import services as screening
 from app.staff.navigation import section_guard
 from app.views import services as saved_views
 
@@ -58,6 +59,7 @@ async def _client_context(request: Request, client_id: int, **extra: Any) -> dic
     context["messages"] = await services.messages_for(p, client_id)
     if not is_fragment_request(request):
         context["attribution"] = await attribution.attribution_of(p, client_id)
+        context["sanctions"] = await screening.status_for(client_id, p)
     return {**context, **extra}
 
 

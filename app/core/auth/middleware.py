@@ -5,6 +5,7 @@ from datetime import timedelta
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from app.core import live
 from app.core.auth import sessions
 from app.core.auth.principal import Principal
 from app.settings import get_settings
@@ -49,4 +50,5 @@ class SessionAuthMiddleware(AbstractAuthenticationMiddleware):
             row = await sessions.lookup(key, timedelta(minutes=get_settings().security.session_idle_minutes))
             if row is not None:
                 principal = principal_from_row(row)
+        live.ORIGIN.set(principal.session_id if principal else None)
         return AuthenticationResult(user=principal, auth=key if principal else None)

@@ -8,7 +8,6 @@ from app.staff import overview
 from app.staff.navigation import BY_KEY, section_guard
 
 UPCOMING = {
-    "kyc": "Document review queue, screening hits, expiries and risk levels.",
     "accounts": "MT5 trading accounts, groups, leverage and live sync status.",
     "funding": "Wallets, deposits, withdrawals with dual control, and transfers.",
     "marketing": "Segments, triggered sequences and system message templates.",
@@ -27,10 +26,6 @@ class Console(Controller):
         if is_fragment_request(request):
             return Response(stats, media_type=MediaType.HTML)
         return Template("staff/home.html", context={"stats": stats})
-
-    @get("/kyc", guards=[section_guard("kyc")])
-    async def kyc(self) -> Template:
-        return self._upcoming("kyc")
 
     @get("/accounts", guards=[section_guard("accounts")])
     async def accounts(self) -> Template:

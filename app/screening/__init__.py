@@ -1,0 +1,1 @@
+"""Sanctions screening: official lists, fuzzy explainable matching, cases and blocks."""
