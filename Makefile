@@ -58,6 +58,11 @@ bench: venv ## HTTP benchmark: staff home and client dashboard against a bare ro
 	fi
 	$(BIN)/python bench/http_bench.py
 
+.PHONY: bench-clients
+bench-clients: venv ## client list and 360 page on 1M clients / 5M events (loads fxcrm_bench_1m once, ~1 min)
+	$(BIN)/python bench/gen_clients.py --reuse
+	$(BIN)/python bench/clients_bench.py
+
 clean: ## remove the venv and caches (keeps var/, where the embedded database and secret key live)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info build test-results
 	find . -name __pycache__ -type d -prune -not -path './var/*' -exec rm -rf {} +

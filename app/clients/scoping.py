@@ -42,6 +42,21 @@ def visible_client_sql(viewer: Principal, alias: str = "c") -> tuple[str, list[A
     return _SCOPED_SQL.format(alias=alias), [viewer.id, viewer.id]
 
 
+def visible_in_list_sql(viewer: Principal) -> tuple[str, list[Any]]:
+    """The same rule for queries that already join the client's assignment as `a` (LIST_FROM; the
+    assignment is unique per client, so this equals `visible_client_sql`). Written on the join,
+    the agent's desks become one uncorrelated sub-select the planner evaluates once, instead of
+    an EXISTS per client row."""
+    if not viewer.is_staff:
+        return "FALSE", []
+    if not is_desk_scoped(viewer):
+        return "TRUE", []
+    return (
+        "(a.owner = {} OR a.desk IN (SELECT m.desk FROM routing_desk_members m WHERE m.staff = {} AND m.active))",
+        [viewer.id, viewer.id],
+    )
+
+
 async def staff_who_may_see(client_id: int, staff_ids: list[int]) -> set[int]:
     """Which of these colleagues may open this client, by the same rule as `visible_client_sql`
     (used before naming the client to them: a mention, a task)."""

@@ -12,7 +12,7 @@ from piccolo.columns import Column
 from app.clients import lifecycle, tags
 from app.clients.cache import summaries
 from app.clients.filters import ClientFilters
-from app.clients.scoping import visible_client_sql
+from app.clients.scoping import is_desk_scoped, visible_client_sql, visible_in_list_sql
 from app.clients.tables import STAGES, Client, ClientMessage
 from app.core import audit, db, jobs, live, mail
 from app.core.audit import Actor
@@ -200,10 +200,16 @@ LIST_FROM = (
 """What the list's conditions may refer to: the client `c`, assignment `a`, owner `o`, desk `d`, IB `p`."""
 
 
-def filter_sql(viewer: Principal, f: ClientFilters) -> tuple[list[str], list[Any]]:
+def filter_sql(
+    viewer: Principal, f: ClientFilters, *, outside_desk: bool = False
+) -> tuple[list[str], list[Any]]:
     """The list's conditions (`{}` placeholders, the viewer's scope first) and their parameters, in
-    order, without the page cursor: the list pages through them, bulk actions select by them."""
-    scope, scope_args = visible_client_sql(viewer)  # first: its placeholders come first in `args`
+    order, without the page cursor: the list pages through them, bulk actions select by them.
+
+    `outside_desk`: the caller found that a desk-scoped viewer filters by a desk they do not sit
+    on, where they see only the clients they own; said directly, that is an index lookup instead
+    of a walk through the whole book that finds nothing."""
+    scope, scope_args = visible_in_list_sql(viewer)  # first: its placeholders come first in `args`
     where: list[str] = [] if scope == "TRUE" else [scope]
     args: list[Any] = list(scope_args)
 
@@ -221,16 +227,36 @@ def filter_sql(viewer: Principal, f: ClientFilters) -> tuple[list[str], list[Any
     if f.stage:
         where.append(f"c.stage = {arg(f.stage)}")
     if f.owner is not None:
-        where.append("a.owner IS NULL" if f.owner == 0 else f"a.owner = {arg(f.owner)}")
+        if f.owner == 0:
+            where.append("a.owner IS NULL")
+        elif f.q:
+            # With a search term, start from the owner's clients (an index-only read of a few
+            # thousand ids): walking the whole book newest first and testing each row reads
+            # ~200,000 rows when the term is rare among them.
+            where.append(
+                f"c.id = ANY(ARRAY(SELECT oa.client FROM routing_assignments oa WHERE oa.owner = {arg(f.owner)}))"
+            )
+        else:
+            where.append(f"a.owner = {arg(f.owner)}")
     if f.desk is not None:
-        where.append("a.desk IS NULL" if f.desk == 0 else f"a.desk = {arg(f.desk)}")
+        if f.desk == 0:
+            where.append("a.desk IS NULL")
+        elif outside_desk:
+            where.append(
+                "c.id = ANY(ARRAY(SELECT da.client FROM routing_assignments da "
+                f"WHERE da.desk = {arg(f.desk)} AND da.owner = {arg(viewer.id)}))"
+            )
+        else:
+            where.append(f"a.desk = {arg(f.desk)}")
     if f.country:
         where.append(f"c.country = {arg(f.country)}")
     if f.language:
         where.append(f"lower(c.language) = {arg(f.language)}")
     if f.ib:
         where.append(f"upper(p.code) = {arg(f.ib.upper())}")
-    if f.tag:
+    if f.tag and f.q:  # as for the owner: start from the tagged clients
+        where.append(f"c.id = ANY(ARRAY(SELECT t.client FROM client_tags t WHERE t.tag = {arg(f.tag)}))")
+    elif f.tag:
         where.append(f"EXISTS (SELECT 1 FROM client_tags t WHERE t.client = c.id AND t.tag = {arg(f.tag)})")
     if f.created_from:
         start = datetime.combine(f.created_from, datetime.min.time(), tzinfo=UTC)
@@ -249,7 +275,14 @@ async def list_clients_for(viewer: Principal, filters: ClientFilters | None = No
     if not viewer.is_staff:
         raise NotFound("client")
     f = filters or ClientFilters()
-    where, args = filter_sql(viewer, f)
+    outside = (
+        bool(f.desk)
+        and is_desk_scoped(viewer)
+        and not await db.fetchrow(
+            "SELECT 1 FROM routing_desk_members WHERE desk = $1 AND staff = $2 AND active", f.desk, viewer.id
+        )
+    )
+    where, args = filter_sql(viewer, f, outside_desk=outside)
 
     def arg(value: Any) -> str:
         args.append(value)
@@ -284,11 +317,20 @@ async def list_clients_for(viewer: Principal, filters: ClientFilters | None = No
     return {"clients": rows, "next_query": next_query}
 
 
-async def list_choices() -> dict[str, Any]:
-    """The owner and desk pickers of the client list."""
+async def list_choices(viewer: Principal) -> dict[str, Any]:
+    """The owner and desk pickers of the client list: a desk-scoped agent is offered their desks."""
+    desks = (
+        await db.fetch(
+            "SELECT d.id, d.name FROM routing_desks d WHERE d.id IN (SELECT m.desk FROM routing_desk_members m "
+            "WHERE m.staff = {} AND m.active) ORDER BY d.name, d.id",
+            viewer.id,
+        )
+        if is_desk_scoped(viewer)
+        else await db.fetch("SELECT id, name FROM routing_desks ORDER BY name, id")
+    )
     return {
         "owners": await db.fetch("SELECT id, name FROM staff_users WHERE is_active ORDER BY name, id"),
-        "desks": await db.fetch("SELECT id, name FROM routing_desks ORDER BY name, id"),
+        "desks": desks,
     }
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from app.core import audit, db, live
 from app.core.audit import Actor
 from app.core.auth.principal import Principal
+from app.core.cache import SharedCache
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
 from app.workbench.timeline import record_event
@@ -62,8 +63,20 @@ async def tags_for(viewer: Principal, client_id: int) -> list[dict[str, Any]]:
     )
 
 
+_suggestions: SharedCache[list[str]] = SharedCache("tag_suggestions", ttl=60.0, max_entries=2_000)
+"""Counting every tag in use is a scan (100+ ms over a million clients); a minute-old list of
+hints is as good, and any tag change anywhere forgets them all."""
+
+
 async def suggestions_for(viewer: Principal) -> list[str]:
     """Tags in use on clients the viewer may see, most used first (a tag elsewhere is no hint to them)."""
+    from app.clients.scoping import is_desk_scoped
+
+    key: tuple[str, int] = ("agent", viewer.id) if is_desk_scoped(viewer) else ("all", 0)
+    return await _suggestions.get(key, lambda: _count_suggestions(viewer))
+
+
+async def _count_suggestions(viewer: Principal) -> list[str]:
     from app.clients.scoping import visible_client_sql
 
     scope, params = visible_client_sql(viewer)
@@ -111,6 +124,7 @@ async def put_tag(client_id: int, tag: str, actor: Actor, *, by: Principal) -> b
     if row is None:
         return False
     await audit.record(actor, "client.tag_added", "client", client_id, after={"tag": tag})
+    await _suggestions.forget(None)
     await record_event(client_id, "tag", f"Tag added: {tag} (by {by.name})", "client_tag", row["id"])
     await live.publish("staff:all", "client.tags_changed", client_id=client_id)
     await live.publish(f"staff:client:{client_id}", "client_page.tags", client_id=client_id)
@@ -125,6 +139,7 @@ async def drop_tag(client_id: int, tag: str, actor: Actor, *, by: Principal) -> 
     if row is None:
         return False
     await audit.record(actor, "client.tag_removed", "client", client_id, before={"tag": tag})
+    await _suggestions.forget(None)
     await record_event(client_id, "tag", f"Tag removed: {tag} (by {by.name})", "client_tag", row["id"])
     await live.publish("staff:all", "client.tags_changed", client_id=client_id)
     await live.publish(f"staff:client:{client_id}", "client_page.tags", client_id=client_id)

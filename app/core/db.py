@@ -66,7 +66,15 @@ async def start_pool(min_size: int = 2, max_size: int = 20) -> bool:
     """Start the shared pool; False if one was already running (its owner closes it)."""
     if DB.pool is not None:
         return False
-    await DB.start_connection_pool(min_size=min_size, max_size=max_size, reset=_no_session_reset)
+    await DB.start_connection_pool(
+        min_size=min_size,
+        max_size=max_size,
+        reset=_no_session_reset,
+        # asyncpg prepares every statement; after five runs PostgreSQL may switch to a generic plan,
+        # which guesses 0.5 % for `LIKE $1` and turns a 1 ms search into a 180 ms scan. Planning
+        # each run costs ~1-2 ms on the list query and nothing measurable on key lookups.
+        server_settings={"plan_cache_mode": "force_custom_plan"},
+    )
     return True
 
 

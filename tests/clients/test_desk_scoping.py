@@ -209,3 +209,23 @@ async def test_the_overview_counts_only_the_clients_an_agent_may_see(client, per
     page = (await client.get("/staff")).text
     assert '<div class="stat-value" id="stat-clients">4</div>' in page  # both clients and both IBs
     assert "on your desks" not in page
+
+
+async def test_the_fast_paths_for_owner_tag_and_other_desk_filters_keep_the_same_rows(client, personas, book):
+    """Owner or tag plus a term, and a desk the agent is not on, are answered from an index of ids
+    (bench/clients_bench.py); the rows must be exactly what the plain conditions give."""
+    from app.clients import tags
+
+    sales, admin = principal(personas["sales"]), principal(personas["admin"])
+    for name in ("own", "desk", "other_owned"):
+        await tags.add_tag(admin, book["clients"][name].id, "vip", SYSTEM)
+    await sign_in(client, personas["sales"])
+    assert await listed(client, f"desk={book['other_desk']}&q=own") == ids(book, {"own"})
+    assert await listed(client, f"desk={book['other_desk']}&q=other") == set()  # not theirs
+    assert await listed(client, f"owner={sales.id}&q=lead") == ids(book, {"own"})
+    assert await listed(client, "tag=vip&q=lead") == ids(book, {"own", "desk"})  # other_owned is hidden
+    assert await listed(client, "tag=vip") == ids(book, {"own", "desk"})
+    await sign_in(client, personas["admin"])
+    assert await listed(client, "tag=vip&q=lead") == ids(book, {"own", "desk"})
+    assert await listed(client, "tag=vip&q=owned") == ids(book, {"other_owned"})
+    assert await listed(client, f"desk={book['other_desk']}") == ids(book, {"own", "other_pool", "other_owned"})

@@ -27,7 +27,7 @@ async def _list_context(request: Request, filters: ClientFilters, **extra: Any) 
     """Everything the list page (or its rows partial) shows, built in one place."""
     p = principal(request)
     page = await services.list_clients_for(p, filters)
-    choices = {} if is_fragment_request(request) else await services.list_choices()
+    choices = {} if is_fragment_request(request) else await services.list_choices(p)
     if not is_fragment_request(request):
         choices["tag_suggestions"] = await tags.suggestions_for(p)
         choices["bulk_runs"] = await bulk.recent_runs_for(p)
