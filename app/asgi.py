@@ -58,7 +58,9 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     from app.clients.controllers import ClientExport, StaffClients, portal_router
     from app.imports.controllers import ClientImports
     from app.integrations.controllers import ApiKeys
+    from app.kyc.controllers import STAFF_CONTROLLERS as KYC_STAFF_CONTROLLERS
     from app.kyc.controllers import KycFiles
+    from app.kyc.controllers import portal_router as kyc_portal_router
     from app.kyc.controllers.staff import ClientKyc, KycReview
     from app.leads.api import api_router
     from app.leads.controllers import ClientLeadSources
@@ -83,6 +85,8 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     staff_router.register(KycFiles)
     staff_router.register(KycReview)
     staff_router.register(ClientKyc)
+    for controller in KYC_STAFF_CONTROLLERS:  # risk, appropriateness, corporate
+        staff_router.register(controller)
     staff_router.register(ScreeningConsole)
 
     owns_pool = False
@@ -116,6 +120,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
             live_socket.live,
             staff_router,
             portal_router,
+            kyc_portal_router(),
             partner_router,
             ReferralLinks,
             api_router,

@@ -220,6 +220,26 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/kyc/screening/lists"): staff("admin", "compliance"),
     ("POST", "/staff/kyc/screening/lists"): staff("admin", "compliance"),
     ("GET", "/staff/clients/{client_id:int}/kyc"): staff(*EVERY_DESK),
+    # The KYC panel's risk, questionnaire and company parts: whoever may see the client; what
+    # compliance records there (PEP, source of funds, reassessment, the entity type): compliance and
+    # administrators. The risk model, country list and questionnaire editor: the KYC section.
+    ("GET", "/staff/clients/{client_id:int}/kyc/risk"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}/kyc/appropriateness"): staff(*EVERY_DESK),
+    ("GET", "/staff/clients/{client_id:int}/kyc/company"): staff(*EVERY_DESK),
+    ("POST", "/staff/clients/{client_id:int}/kyc/risk/inputs"): staff("admin", "compliance"),
+    ("POST", "/staff/clients/{client_id:int}/kyc/risk/reassess"): staff("admin", "compliance"),
+    ("POST", "/staff/clients/{client_id:int}/kyc/entity"): staff("admin", "compliance"),
+    ("GET", "/staff/kyc/risk"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/risk/settings"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/risk/funds"): staff("admin", "compliance"),
+    ("GET", "/staff/kyc/risk/countries"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/risk/countries"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/risk/countries/remove"): staff("admin", "compliance"),
+    ("GET", "/staff/kyc/appropriateness"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/appropriateness/questions"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/appropriateness/bands"): staff("admin", "compliance"),
+    ("GET", "/staff/kyc/appropriateness/questions/{question_id:int}"): staff("admin", "compliance"),
+    ("POST", "/staff/kyc/appropriateness/questions/{question_id:int}"): staff("admin", "compliance"),
     ("GET", "/staff/accounts"): staff("admin", "finance", "dealing"),
     ("GET", "/staff/funding"): staff("admin", "finance"),
     ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
@@ -278,6 +298,16 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/portal/documents"): portal(),
     ("POST", "/portal/documents/upload"): portal(),
     ("GET", "/portal/documents/files/{file_id:int}"): portal(ib=Expect(404), sub_ib=Expect(404)),
+    # The appropriateness questionnaire and the company page (entity type, company, directors and
+    # owners): each client their own; a person of another client is a 404 (tests/kyc prove it).
+    ("GET", "/portal/appropriateness"): portal(),
+    ("POST", "/portal/appropriateness"): portal(),
+    ("GET", "/portal/company"): portal(),
+    ("POST", "/portal/company"): portal(),
+    ("POST", "/portal/company/entity"): portal(),
+    ("POST", "/portal/company/persons"): portal(),
+    ("POST", "/portal/company/persons/{person_id:int}"): portal(),
+    ("POST", "/portal/company/persons/{person_id:int}/remove"): portal(),
     # Partner portal.
     ("GET", "/ib/login"): public(),
     ("POST", "/ib/login"): public(),
@@ -418,6 +448,10 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return str(ids["document"])
         if name == "file_id":
             return str(ids["kyc_file"])  # client_a's passport
+        if name == "question_id":
+            return "1"  # the first seeded appropriateness question
+        if name == "person_id":
+            return "1"  # refused before any person is looked up; tests/kyc/test_corporate.py decides
         if name == "case_id":
             return "1"  # refused before any case is looked up; deciding is tested in tests/screening
         if name == "message_id":

@@ -104,8 +104,16 @@ def earned_rank(ladder_rows: list[dict[str, Any]], categories: set[str], appropr
     return earned
 
 
-def _appropriate(profile: dict[str, Any]) -> bool:
-    return profile["appropriateness_score"] is not None and profile["appropriateness_at"] is not None
+async def _appropriate(profile: dict[str, Any]) -> bool:
+    """The client's latest appropriateness result passed (issue 4: level 2 needs it "passed"; a
+    failed one limits leverage and may be retaken after the cooldown)."""
+    if profile["appropriateness_at"] is None:
+        return False
+    row = await db.fetchrow(
+        "SELECT passed FROM kyc_appropriateness_results WHERE client = $1 ORDER BY taken_at DESC, id DESC LIMIT 1",
+        profile["client"],
+    )
+    return bool(row and row["passed"])
 
 
 async def rights_for(client_id: int) -> Rights:
@@ -150,7 +158,7 @@ async def require_right(client_id: int, right: str) -> Rights:
         needs.append("upload " + " and ".join(missing))
     if granting["requires_appropriateness"]:
         profile = await profile_of(client_id)
-        if not _appropriate(profile):
+        if not await _appropriate(profile):
             needs.append("complete the appropriateness questionnaire")
     tail = f": {', then '.join(needs)}" if needs else " once your documents are approved"
     raise RightDenied(
@@ -167,7 +175,7 @@ async def recompute_level(client_id: int, actor: Actor, reason: str) -> tuple[in
     async with transaction():
         profile = await profile_of(client_id, lock=True)
         rows = await ladder(profile["entity_type"])
-        new = earned_rank(rows, await approved_categories(client_id), _appropriate(profile))
+        new = earned_rank(rows, await approved_categories(client_id), await _appropriate(profile))
         old = int(profile["level"])
         if new == old:
             return old, new

@@ -121,6 +121,7 @@ class Standing:
     can: list[str]
     next_step: str | None  # None: nothing more to do
     action_card: str | None = None  # the card to go to for the next step
+    questionnaire: bool = False  # the next level also waits for the appropriateness questionnaire
 
 
 def _join(items: list[str]) -> str:
@@ -164,12 +165,13 @@ def standing_of(checklist: dict[str, Any]) -> Standing:
         to_do.append(("finish uploading " if s == "uploaded" else "upload ") + label)
         first_card = first_card or category
     profile = checklist["profile"]
-    if target["requires_appropriateness"] and profile["appropriateness_at"] is None:
+    questionnaire = bool(target["requires_appropriateness"] and profile["appropriateness_at"] is None)
+    if questionnaire:
         to_do.append("complete the appropriateness questionnaire")
     unlock = f" to {_join(gained)}" if gained else ""
     if to_do:
         step = f"Next: {', then '.join(to_do)}{unlock}."
-        return Standing(rights.level, rights.level_name, can, step, first_card)
+        return Standing(rights.level, rights.level_name, can, step, first_card, questionnaire)
     if reviewing:
         once = f"; once it is approved you can {_join(gained)}" if gained else ""
         step = f"Next: we are reviewing your {_join(reviewing)}{once}."
@@ -226,8 +228,12 @@ def cards_of(checklist: dict[str, Any], chosen: str = "", error: UploadError | N
 async def page_for(p: Principal, chosen: str = "", error: UploadError | None = None) -> dict[str, Any]:
     """Everything the documents page (and each of its cards) shows to this client."""
     checklist = await documents.checklist_for(p)
+    cards = cards_of(checklist, chosen, error)
     return {
         "standing": standing_of(checklist),
-        "cards": cards_of(checklist, chosen, error),
+        "cards": cards,
         "max_upload_bytes": get_settings().kyc.max_upload_bytes,
+        # the company page: to declare the company, or to say it is one (before any document)
+        "entity_type": checklist["profile"]["entity_type"],
+        "nothing_sent": all(c.document is None for c in cards),
     }

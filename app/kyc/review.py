@@ -25,7 +25,7 @@ from app.core.audit import Actor
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
-from app.kyc import levels, reasons
+from app.kyc import levels, reasons, risk
 from app.kyc.queue import IDENTITY_APPROVED, REVIEWABLE, REVIEWER_ROLES, STALE_CLAIM, require_reviewer
 from app.workbench.timeline import record_event
 
@@ -276,6 +276,7 @@ async def approve(
         )
         await record_event(doc["client"], "document", summary, "kyc_document", document_id, at=now)
         old, new = await levels.recompute_level(doc["client"], actor, f"{doc['type_name']} approved")
+        await risk.reassess(doc["client"], actor, f"{doc['type_name']} approved")  # e.g. its issuing country
         rights = await levels.rights_for(doc["client"])
         client = await _client(doc["client"])
         await _email(

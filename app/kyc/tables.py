@@ -6,6 +6,7 @@ defaults (issue 4: levels 0–2 for individuals, a corporate ladder) are seeded 
 """
 
 from piccolo.columns import (
+    JSONB,
     Array,
     Boolean,
     Date,
@@ -22,6 +23,7 @@ from piccolo.table import Table
 
 from app.clients.tables import Client
 from app.staff.tables import StaffUser
+from app.workbench.tables import Task
 
 ENTITY_TYPES = ("individual", "corporate")
 CATEGORIES = ("identity", "address", "selfie", "source_of_funds", "corporate")
@@ -73,6 +75,13 @@ class KycProfile(Table, tablename="kyc_profiles"):
     source_of_funds = Varchar(length=40, default="")
     appropriateness_score = Integer(null=True, default=None)
     appropriateness_at = Timestamptz(null=True, default=None)
+    max_leverage = Integer(null=True, default=None)  # 1: no leverage; None: questionnaire not taken
+    pep = Boolean(default=False)  # a politically exposed person, as compliance decided
+    risk = Varchar(length=8, default="")  # low | medium | high; "" until first assessed (app.kyc.risk)
+    risk_score = Integer(default=0)
+    risk_factors = JSONB(default=[])  # the explanation: one entry per factor that counted
+    risk_assessed_at = Timestamptz(null=True, default=None)
+    risk_edd_task = ForeignKey(references=Task, null=True, default=None, on_delete=OnDelete.set_null)
     updated_at = Timestamptz()
 
 
@@ -110,3 +119,119 @@ class DocumentFile(Table, tablename="kyc_document_files"):
     received_sha256 = Varchar(length=64)
     stored_sha256 = Varchar(length=64)
     uploaded_at = Timestamptz()
+
+
+# --- appropriateness (app.kyc.appropriateness) ---------------------------------------------------
+
+
+class AppropriatenessQuestion(Table, tablename="kyc_appropriateness_questions"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    code = Varchar(length=40, unique=True)
+    text = Text()
+    help = Text(default="")
+    sort_order = Integer(default=100)
+    active = Boolean(default=True)
+
+
+class AppropriatenessOption(Table, tablename="kyc_appropriateness_options"):
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    question = ForeignKey(references=AppropriatenessQuestion, index=True, on_delete=OnDelete.cascade)
+    label = Text()
+    points = Integer(default=0)
+    sort_order = Integer(default=100)
+
+
+class LeverageBand(Table, tablename="kyc_leverage_bands"):
+    """From `min_score` (0–100) up to the next band: the most leverage the client may get."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    min_score = Integer(unique=True)
+    max_leverage = Integer()  # 1 means 1:1, no leverage
+    passed = Boolean(default=True)
+    label = Varchar(length=100, default="")
+
+
+class AppropriatenessResult(Table, tablename="kyc_appropriateness_results"):
+    """One completed questionnaire, with the questions and answers as the client saw them."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, index=True, on_delete=OnDelete.cascade)
+    taken_at = Timestamptz()
+    points = Integer()
+    max_points = Integer()
+    score = Integer()  # points as a share of the most a client could score, 0–100
+    max_leverage = Integer()
+    passed = Boolean()
+    band_label = Varchar(length=100, default="")
+    answers = JSONB(default=[])
+
+
+class KycParameter(Table, tablename="kyc_parameters"):
+    """A setting compliance changes in the console (cooldown, risk thresholds); typed and bounded
+    by `app.kyc.parameters.SPECS`, which also holds each default."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    key = Varchar(length=60, unique=True)
+    value = Varchar(length=60)
+    updated_at = Timestamptz()
+    updated_by = ForeignKey(references=StaffUser, null=True, default=None, on_delete=OnDelete.set_null)
+
+
+# --- risk (app.kyc.risk) -------------------------------------------------------------------------
+
+RISK_LEVELS = ("low", "medium", "high")
+
+
+class CountryRisk(Table, tablename="kyc_country_risks"):
+    """A jurisdiction compliance rates above low (seeded with the FATF lists); absent means low."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    country = Varchar(length=2, unique=True)
+    risk = Varchar(length=8)  # medium | high
+    source = Varchar(length=40, default="")  # fatf_call_for_action | fatf_increased_monitoring | internal
+    note = Text(default="")
+    updated_at = Timestamptz()
+    updated_by = ForeignKey(references=StaffUser, null=True, default=None, on_delete=OnDelete.set_null)
+
+
+class FundsSource(Table, tablename="kyc_funds_sources"):
+    """A source of funds a client may declare, and the risk compliance attaches to it."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    code = Varchar(length=40, unique=True)
+    label = Varchar(length=100)
+    risk = Varchar(length=8, default="low")
+    sort_order = Integer(default=100)
+    active = Boolean(default=True)
+
+
+# --- corporate clients (app.kyc.corporate) -------------------------------------------------------
+
+PERSON_ROLES = ("director", "ubo")  # as app.screening's subject types
+
+
+class Company(Table, tablename="kyc_companies"):
+    """The company a corporate client declares."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, unique=True, on_delete=OnDelete.cascade)
+    name = Varchar(length=200)
+    registration_number = Varchar(length=60)
+    country = Varchar(length=2)
+    updated_at = Timestamptz()
+
+
+class RelatedPerson(Table, tablename="kyc_related_persons"):
+    """A director or ultimate beneficial owner of a corporate client; removed ones are kept
+    (`removed_at`), since their screening and the declaration history must stay explainable."""
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    client = ForeignKey(references=Client, index=True, on_delete=OnDelete.cascade)
+    role = Varchar(length=8)  # director | ubo
+    full_name = Varchar(length=200)
+    date_of_birth = Date()
+    nationality = Varchar(length=2)
+    ownership = Numeric(digits=(5, 2), null=True, default=None)  # per cent, UBOs only
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+    removed_at = Timestamptz(null=True, default=None)

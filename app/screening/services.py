@@ -215,7 +215,24 @@ async def record_screening(
     if opened:
         for topic in PROGRESS_TOPICS:
             await live.publish(topic, "screening.cases_changed", count=len(opened))
+    # A single screening (registration, a name change, a director) reassesses its client's risk;
+    # a re-screening of everyone only the clients it opened cases for.
+    _reassess_risk(
+        [s.client_id for s in screened] if audit_each else [c["client"] for c in opened],
+        "sanctions case opened" if opened else "sanctions screening",
+    )
     return [c["id"] for c in opened]
+
+
+def _reassess_risk(client_ids: Sequence[int | None], reason: str) -> None:
+    """A client's KYC risk follows their sanctions status (app.kyc.risk), by a job once this
+    transaction commits: screening stays quick and its own. Imported here, not at the top: KYC
+    builds on screening, not the other way round."""
+    from app.kyc import risk
+
+    ids = sorted({c for c in client_ids if c is not None})
+    if ids:
+        risk.enqueue_clients(ids, reason)
 
 
 async def _open_cases(screened: list[Screened]) -> list[dict[str, Any]]:
@@ -381,6 +398,7 @@ async def decide(viewer: Principal, case_id: int, decision: str, reason: str, ac
                 await _block(
                     client_id, case_id, reason or f"Sanctions true match: {case['entry_name']}", viewer, actor
                 )
+            _reassess_risk([client_id], f"sanctions case #{case_id} decided")
             await live.publish(f"staff:client:{client_id}", "screening.status_changed", client_id=client_id)
         for topic in PROGRESS_TOPICS:
             await live.publish(topic, "screening.cases_changed", count=-1)

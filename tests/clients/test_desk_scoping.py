@@ -228,4 +228,6 @@ async def test_the_fast_paths_for_owner_tag_and_other_desk_filters_keep_the_same
     await sign_in(client, personas["admin"])
     assert await listed(client, "tag=vip&q=lead") == ids(book, {"own", "desk"})
     assert await listed(client, "tag=vip&q=owned") == ids(book, {"other_owned"})
-    assert await listed(client, f"desk={book['other_desk']}") == ids(book, {"own", "other_pool", "other_owned"})
+    assert await listed(client, f"desk={book['other_desk']}") == ids(
+        book, {"own", "other_pool", "other_owned"}
+    )

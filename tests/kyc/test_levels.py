@@ -97,6 +97,11 @@ async def test_withdrawals_need_the_address_and_the_appropriateness_test(persona
     await KycProfile.update(
         {KycProfile.appropriateness_score: 80, KycProfile.appropriateness_at: datetime.now(UTC)}
     ).where(KycProfile.client == a)
+    await db.fetch(
+        "INSERT INTO kyc_appropriateness_results (client, taken_at, points, max_points, score, max_leverage, "
+        "passed, band_label, answers) VALUES ({}, now(), 80, 100, 80, 30, true, 'pass', '{{}}'::jsonb)",
+        a,
+    )
     assert await levels.recompute_level(a, SYSTEM, "questionnaire passed") == (1, 2)
     assert (await levels.require_right(a, "withdrawals")).deposit_limit is None
 
