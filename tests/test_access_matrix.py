@@ -296,6 +296,8 @@ POLICY: dict[tuple[str, str], Rule] = {
     # KYC documents: the client's own checklist and uploads; a stored file only to its own client
     # (other clients get a 404, as for a file that does not exist).
     ("GET", "/portal/documents"): portal(),
+    ("GET", "/portal/details"): portal(),
+    ("POST", "/portal/details"): portal(),
     ("POST", "/portal/documents/upload"): portal(),
     ("GET", "/portal/documents/files/{file_id:int}"): portal(ib=Expect(404), sub_ib=Expect(404)),
     # The appropriateness questionnaire and the company page (entity type, company, directors and

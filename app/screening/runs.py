@@ -35,7 +35,12 @@ class Superseded(Exception):
 def _screen_batch(index: ListIndex, rows: list[dict[str, Any]], level: int) -> list[Screened]:
     out = []
     for r in rows:
-        subject = Subject(name=f"{r['first_name']} {r['last_name']}", country=(r["country"] or "").upper())
+        subject = Subject(
+            name=f"{r['first_name']} {r['last_name']}",
+            dob=r["date_of_birth"].isoformat() if r["date_of_birth"] else None,
+            nationalities=(r["nationality"],) if r["nationality"] else (),
+            country=(r["country"] or "").upper(),
+        )
         out.append(Screened("client", r["id"], r["id"], subject, index.screen(subject, level)))
     return out
 
@@ -60,7 +65,8 @@ async def process(run_id: int, *, touch: Callable[[], Awaitable[Any]] | None = N
                 break
             index = await lists.index_for(active)
             rows = await db.fetch(
-                "SELECT id, first_name, last_name, country FROM clients WHERE id > {} ORDER BY id LIMIT {}",
+                "SELECT c.id, c.first_name, c.last_name, c.country, k.date_of_birth, k.nationality "
+                "FROM clients c LEFT JOIN kyc_profiles k ON k.client = c.id WHERE c.id > {} ORDER BY c.id LIMIT {}",
                 position,
                 BATCH,
             )

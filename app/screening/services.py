@@ -106,9 +106,17 @@ async def screen_client(
 ) -> ScreenResult:
     """Screen a client by the name on file; their country of residence is a weak nationality hint.
     Date of birth and nationality come from KYC when it has them."""
-    row = await db.fetchrow("SELECT first_name, last_name, country FROM clients WHERE id = $1", client_id)
+    row = await db.fetchrow(
+        "SELECT c.first_name, c.last_name, c.country, k.date_of_birth, k.nationality "
+        "FROM clients c LEFT JOIN kyc_profiles k ON k.client = c.id WHERE c.id = $1",
+        client_id,
+    )
     if row is None:
         raise NotFound("client")
+    if dob is None:
+        dob = row["date_of_birth"]  # as declared to KYC (app.kyc.personal)
+    if nationality is None and row["nationality"]:
+        nationality = row["nationality"]
     subject = Subject(
         name=f"{row['first_name']} {row['last_name']}".strip(),
         dob=_dob(dob),

@@ -14,6 +14,7 @@ from app.kyc.controllers.appropriateness import (
 )
 from app.kyc.controllers.corporate import ClientCompany, ClientEntityType, PortalCompany
 from app.kyc.controllers.files import KycFiles
+from app.kyc.controllers.personal import PortalDetails
 from app.kyc.controllers.portal import PortalDocuments
 from app.kyc.controllers.risk import ClientRisk, ClientRiskDecisions, RiskSettings
 
@@ -34,7 +35,7 @@ def portal_router() -> Router:
     return Router(
         path="/portal",
         guards=[client_guard],
-        route_handlers=[PortalAppropriateness, PortalCompany],
+        route_handlers=[PortalAppropriateness, PortalCompany, PortalDetails],
         include_in_schema=False,
     )
 
