@@ -37,6 +37,7 @@ from app.screening.lists import may_screen
 from app.workbench.timeline import record_event
 
 SCREEN_JOB = "kyc_screen_related_person"
+COMPANY_SCREEN_JOB = "kyc_screen_company"
 ROLE_LABELS = {"director": "Director", "ubo": "Beneficial owner"}
 ENTITY_LABELS = {"individual": "an individual", "corporate": "a company"}
 MIN_DIRECTOR_AGE = 16
@@ -279,6 +280,8 @@ async def save_company(p: Principal, form: Mapping[str, str], actor: Actor) -> b
         )
         await risk.reassess(p.id, actor, "company declared")
         await live.publish(f"staff:client:{p.id}", "client_page.kyc", client_id=p.id)
+        if before is None or before["name"] != data["name"]:
+            jobs.enqueue_after_commit(COMPANY_SCREEN_JOB, key=f"kyc:company:{p.id}:{data['name']}", client_id=p.id)
     return True
 
 
@@ -537,6 +540,27 @@ async def screen(person_id: int) -> str:
         client_id=person["client"],
         dob=person["date_of_birth"],
         nationality=person["nationality"],
+    )
+    if not result.list_ids:
+        return "no list loaded"
+    return f"{len(result.case_ids)} case(s) opened"
+
+
+async def screen_company(client_id: int) -> str:
+    """Screen the company itself, as an entity, against the lists' entities (its country a hint)."""
+    from app.screening import services as screening
+
+    company = await db.fetchrow("SELECT id, name, country FROM kyc_companies WHERE client = $1", client_id)
+    if company is None:
+        return "gone"
+    result = await screening.screen_person(
+        "company",
+        company["id"],
+        company["name"],
+        screening.ACTOR,
+        client_id=client_id,
+        kind="entity",
+        nationality=company["country"],
     )
     if not result.list_ids:
         return "no list loaded"

@@ -56,6 +56,12 @@ async def kyc_screen_related_person(ctx: dict, *, person_id: int) -> str:
     return await corporate.screen(person_id)
 
 
+@jobs.job
+async def kyc_screen_company(ctx: dict, *, client_id: int) -> str:
+    """Enqueued after a company is declared or renamed."""
+    return await corporate.screen_company(client_id)
+
+
 @jobs.cron("*/5 * * * *", timeout=600)
 async def kyc_related_persons_sweep(ctx: dict) -> int:
     """Directors and owners no job screened since their last change (a lost job, no list loaded)."""

@@ -19,7 +19,7 @@ from app.staff.tables import StaffUser
 
 SOURCES = ("ofac", "un", "eu")
 CASE_STATUSES = ("open", "true_match", "false_positive")
-SUBJECT_TYPES = ("client", "director", "ubo")
+SUBJECT_TYPES = ("client", "director", "ubo", "company")
 
 
 class SanctionsList(Table, tablename="screening_lists"):

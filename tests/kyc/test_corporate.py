@@ -441,3 +441,22 @@ async def test_staff_see_the_company_and_each_persons_screening_on_the_client_pa
     assert await db.fetchrow(
         "SELECT 1 FROM kyc_profiles WHERE client = $1 AND entity_type = 'individual'", company.id
     )
+
+
+async def test_the_company_itself_is_screened_as_an_entity_after_it_is_declared(personas, queue):
+    await load_sample("consolidated.xml")
+    p = principal(personas["client_a"])
+    await corporate.choose_entity(p, "corporate", actor(p))
+    await corporate.save_company(
+        p, {"name": "Crescent Horizon Charity", "registration_number": "77 1234", "country": "gb"}, actor(p)
+    )
+    [call] = queue.calls("kyc_screen_company")
+    assert call["client_id"] == p.id
+    assert await kyc_jobs.kyc_screen_company({}, client_id=p.id) == "1 case(s) opened"
+    [case] = await ScreeningCase.select().where(ScreeningCase.subject_type == "company")
+    assert (case["client"], case["status"]) == (p.id, "open")
+    # The same name again screens nothing new; a company that is not listed opens nothing.
+    await corporate.save_company(
+        p, {"name": "Crescent Horizon Charity", "registration_number": "77 1235", "country": "gb"}, actor(p)
+    )
+    assert len(queue.calls("kyc_screen_company")) == 1
