@@ -281,7 +281,9 @@ async def save_company(p: Principal, form: Mapping[str, str], actor: Actor) -> b
         await risk.reassess(p.id, actor, "company declared")
         await live.publish(f"staff:client:{p.id}", "client_page.kyc", client_id=p.id)
         if before is None or before["name"] != data["name"]:
-            jobs.enqueue_after_commit(COMPANY_SCREEN_JOB, key=f"kyc:company:{p.id}:{data['name']}", client_id=p.id)
+            jobs.enqueue_after_commit(
+                COMPANY_SCREEN_JOB, key=f"kyc:company:{p.id}:{data['name']}", client_id=p.id
+            )
     return True
 
 
