@@ -17,6 +17,7 @@ import pytest
 
 from app.clients.tables import Client
 from app.core.auth import passwords, sessions
+from app.core.auth.principal import Principal
 from app.partners.tables import Partner
 from app.routing.tables import Assignment, Desk, DeskMember
 from app.staff.tables import StaffUser
@@ -49,6 +50,21 @@ class Persona:
     email: str = ""
     roles: list[str] = field(default_factory=list)
     partner_id: int | None = None
+
+
+def principal_of(p: Persona) -> Principal:
+    """The Principal the app builds for a signed-in persona (staff past 2FA, or a client): for
+    calling services directly, as a controller would."""
+    return Principal(
+        kind="staff" if p.kind == "staff" else "client",
+        id=p.id,
+        email=p.email,
+        name=p.name.title(),
+        session_id=0,
+        mfa_passed=True,
+        totp_enabled=p.kind == "staff",
+        roles=frozenset(p.roles),
+    )
 
 
 async def make_staff(name: str, roles: list[str], *, totp: bool = True) -> Persona:

@@ -21,20 +21,9 @@ from app.core.live import Event, hub, render_for
 from app.core.tables import AuditEvent
 from app.routing.tables import Assignment
 from tests.conftest import post_form
-from tests.personas import Persona, make_staff, put_on_desk, sign_in
+from tests.personas import Persona, make_staff, principal_of, put_on_desk, sign_in
 
-
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=True,
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 def act(p: Principal):

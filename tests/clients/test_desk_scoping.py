@@ -14,12 +14,11 @@ from app.clients import services as client_services
 from app.clients.filters import ClientFilters
 from app.clients.scoping import is_desk_scoped
 from app.core.audit import Actor
-from app.core.auth.principal import Principal
 from app.core.errors import NotFound
 from app.routing import desks
 from app.routing.tables import Assignment, Desk, DeskMember
 from tests.conftest import post_form
-from tests.personas import Persona, make_client, make_staff, sign_in
+from tests.personas import Persona, make_client, make_staff, principal_of, sign_in
 
 ROW_ID = re.compile(r'<tr class="clickable"><td class="num">(\d+)</td>')
 SYSTEM = Actor.system("pytest")
@@ -38,17 +37,7 @@ async def assign(client: Persona, desk_id: int | None, owner: int | None) -> Non
     ).save()
 
 
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff",
-        id=p.id,
-        email=p.email,
-        name=p.name,
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=True,
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 @pytest.fixture

@@ -19,21 +19,10 @@ from app.core.live import Event, render_for
 from app.partners import reattribution
 from app.routing import services as routing
 from app.workbench import services as workbench
-from tests.personas import Persona, session_for
+from tests.personas import principal_of, session_for
 from tests.servers import free_port
 
-
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 @pytest.fixture

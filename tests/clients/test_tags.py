@@ -20,7 +20,7 @@ from app.core.live import hub
 from app.core.tables import AuditEvent
 from app.workbench.tables import TimelineEvent
 from tests.conftest import post_form
-from tests.personas import Persona, sign_in
+from tests.personas import principal_of, sign_in
 
 ROW_ID = re.compile(r'<tr class="clickable"><td class="num">(\d+)</td>')
 
@@ -29,17 +29,7 @@ def ids_in(html: str) -> list[int]:
     return [int(i) for i in ROW_ID.findall(html)]
 
 
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from app.core import db, jobs
 from app.core.auth.principal import Principal
 from app.imports import runner, services
-from tests.personas import Persona
+from tests.personas import principal_of
 
 HEADER = "email,first_name,last_name,phone,country,language"
 MAPPING = {
@@ -22,17 +22,7 @@ MAPPING = {
 }
 
 
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=True,
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 def csv_bytes(*lines: str, header: str = HEADER) -> bytes:

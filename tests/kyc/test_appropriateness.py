@@ -17,24 +17,14 @@ from app.kyc import appropriateness, levels
 from app.kyc.tables import AppropriatenessResult, Document, DocumentType, KycProfile
 from app.workbench.tables import TimelineEvent
 from tests.conftest import post_form
-from tests.personas import Persona, sign_in
+from tests.personas import principal_of, sign_in
 
 PAGE = "/portal/appropriateness"
 SETTINGS = "/staff/kyc/appropriateness"
 HTMX = {"HX-Request": "true"}
 
 
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 def actor(p: Principal) -> Actor:

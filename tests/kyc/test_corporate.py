@@ -21,7 +21,7 @@ from app.kyc.tables import Document, DocumentType, KycProfile, RelatedPerson
 from app.screening.tables import ScreeningCase
 from app.workbench.tables import TimelineEvent
 from tests.conftest import post_form
-from tests.personas import Persona, sign_in
+from tests.personas import principal_of, sign_in
 from tests.screening.helpers import FakeQueue, load_sample
 
 PAGE = "/portal/company"
@@ -29,17 +29,7 @@ HTMX = {"HX-Request": "true"}
 DIRECTOR = {"full_name": "Ada Lovelace", "date_of_birth": "1980-12-10", "nationality": "GB"}
 
 
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 def actor(p: Principal) -> Actor:

@@ -11,27 +11,15 @@ import pytest
 from PIL import Image
 
 from app.core import db
-from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.core.tables import AuditEvent
 from app.kyc import documents
 from app.kyc.tables import Document, DocumentFile
 from app.settings import get_settings
 from app.workbench.tables import TimelineEvent
-from tests.personas import Persona
+from tests.personas import principal_of
 
-
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name,
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 def jpeg(colour=(180, 160, 140)) -> bytes:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.core.auth.principal import Principal
 from app.core.live import Event, render_for
 from app.core.tables import AuditEvent
 from app.kyc import documents, levels
@@ -20,24 +19,14 @@ from app.kyc.controllers.portal import MAX_REQUEST
 from app.kyc.tables import Document, DocumentFile
 from app.settings import get_settings
 from tests.conftest import CSRF_RE
-from tests.personas import Persona, sign_in
+from tests.personas import principal_of, sign_in
 
 PAGE = "/portal/documents"
 UPLOAD = "/portal/documents/upload"
 HTMX = {"HX-Request": "true"}
 
 
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name,
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 def jpeg(colour=(180, 160, 140)) -> bytes:

@@ -22,20 +22,9 @@ from app.kyc.queue import QueueFilters
 from app.kyc.tables import Document, DocumentFile, DocumentType
 from app.workbench.tables import TimelineEvent
 from tests.conftest import post_form
-from tests.personas import Persona, make_staff, sign_in
+from tests.personas import make_staff, principal_of, sign_in
 
-
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 def actor(p: Principal):

@@ -24,24 +24,14 @@ from app.screening import jobs as screening_jobs
 from app.screening import services as screening
 from app.workbench.tables import Task, TimelineEvent
 from tests.conftest import post_form
-from tests.personas import Persona, make_staff, sign_in
+from tests.personas import make_staff, principal_of, sign_in
 from tests.screening.helpers import FakeQueue, load_sample, new_client
 
 SYSTEM = Actor.system("pytest")
 HTMX = {"HX-Request": "true"}
 
 
-def principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+principal = principal_of  # the shared persona-to-Principal helper
 
 
 def actor(p: Principal) -> Actor:

@@ -8,28 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.core.audit import Actor
-from app.core.auth.principal import Principal
 from app.core.db import fetch
 from app.core.errors import NotFound
 from app.integrations import services as keys
 from app.leads import services
 from app.leads.services import LeadData, capture_lead
-from tests.personas import Persona, sign_in
+from tests.personas import principal_of, sign_in
 
 SYSTEM = Actor.system("pytest")
 
 
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 @pytest.fixture

@@ -15,20 +15,9 @@ from app.core.errors import FormErrors, NotFound
 from app.partners import reattribution
 from app.partners.tables import Attribution, AttributionChange, ReferralClick
 from tests.conftest import post_form
-from tests.personas import Persona, make_client, make_partner, sign_in
+from tests.personas import make_client, make_partner, principal_of, sign_in
 
-
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 @pytest.fixture

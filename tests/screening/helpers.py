@@ -8,26 +8,15 @@ from typing import Any
 
 from app.clients.tables import Client
 from app.core.audit import Actor
-from app.core.auth.principal import Principal
 from app.core.tables import AuditEvent
 from app.screening import lists, loaders
-from tests.personas import Persona
+from tests.personas import principal_of
 
 SAMPLES = Path(__file__).resolve().parents[2] / "app" / "screening" / "samples"
 SYSTEM = Actor.system("pytest")
 
 
-def as_principal(p: Persona) -> Principal:
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 async def load_sample(*names: str, actor: Actor = SYSTEM) -> lists.LoadResult:

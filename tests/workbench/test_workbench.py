@@ -16,7 +16,6 @@ import pytest
 
 from app.clients import lifecycle
 from app.clients import services as client_services
-from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
 from app.core.live import Event, render_for
@@ -28,21 +27,9 @@ from app.workbench import services
 from app.workbench.tables import Mention, Note, Task, TimelineEvent
 from app.workbench.timeline import record_event
 from tests.conftest import post_form
-from tests.personas import Persona, put_on_desk, sign_in
+from tests.personas import Persona, principal_of, put_on_desk, sign_in
 
-
-def as_principal(p: Persona) -> Principal:
-    """The Principal the app builds for a signed-in persona (staff past 2FA, or a client)."""
-    return Principal(
-        kind="staff" if p.kind == "staff" else "client",
-        id=p.id,
-        email=p.email,
-        name=p.name.title(),
-        session_id=0,
-        mfa_passed=True,
-        totp_enabled=p.kind == "staff",
-        roles=frozenset(p.roles),
-    )
+as_principal = principal_of  # the shared persona-to-Principal helper
 
 
 def actor_of(p: Persona):
