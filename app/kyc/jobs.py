@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from app.core import jobs
 from app.core.errors import NotFound
-from app.kyc import corporate, expiry, risk
+from app.kyc import corporate_screening, expiry, risk
 
 
 @jobs.cron("20 5 * * *", timeout=1800)
@@ -53,19 +53,19 @@ async def kyc_risk_sweep(ctx: dict) -> int:
 @jobs.job
 async def kyc_screen_related_person(ctx: dict, *, person_id: int) -> str:
     """Enqueued after a director or owner is declared or changed."""
-    return await corporate.screen(person_id)
+    return await corporate_screening.screen(person_id)
 
 
 @jobs.job
 async def kyc_screen_company(ctx: dict, *, client_id: int) -> str:
     """Enqueued after a company is declared or renamed."""
-    return await corporate.screen_company(client_id)
+    return await corporate_screening.screen_company(client_id)
 
 
 @jobs.cron("*/5 * * * *", timeout=600)
 async def kyc_related_persons_sweep(ctx: dict) -> int:
     """Directors and owners no job screened since their last change (a lost job, no list loaded)."""
-    ids = await corporate.unscreened()
+    ids = await corporate_screening.unscreened()
     for person_id in ids:
-        await corporate.screen(person_id)
+        await corporate_screening.screen(person_id)
     return len(ids)

@@ -15,7 +15,7 @@ from app.core.audit import Actor
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.core.tables import AuditEvent
-from app.kyc import corporate, levels, progress
+from app.kyc import corporate, corporate_screening, levels, progress
 from app.kyc import jobs as kyc_jobs
 from app.kyc.tables import Document, DocumentType, KycProfile, RelatedPerson
 from app.screening.tables import ScreeningCase
@@ -314,7 +314,7 @@ async def test_each_person_is_screened_after_the_change_commits(company, queue):
         "screen_state"
     ] == "pending"
     assert await kyc_jobs.kyc_related_persons_sweep({}) == 1  # the sweep catches what a lost job missed
-    assert await corporate.unscreened() == []
+    assert await corporate_screening.unscreened() == []
     await corporate.add_person(company, "director", {**DIRECTOR, "full_name": "Temp Person"}, actor(company))
     temp = queue.calls("kyc_screen_related_person")[-1]["person_id"]
     await corporate.remove_person(company, temp, actor(company))
@@ -324,7 +324,7 @@ async def test_each_person_is_screened_after_the_change_commits(company, queue):
 async def test_without_a_loaded_list_a_person_stays_pending(company, queue):
     person = await corporate.add_person(company, "director", DIRECTOR, actor(company))
     assert await kyc_jobs.kyc_screen_related_person({}, person_id=person) == "no list loaded"
-    assert await corporate.unscreened() == [person]
+    assert await corporate_screening.unscreened() == [person]
 
 
 # --- the portal page -----------------------------------------------------------------------------
@@ -398,7 +398,7 @@ async def test_staff_see_the_company_and_each_persons_screening_on_the_client_pa
         },
         actor(company),
     )
-    await corporate.screen(person)
+    await corporate_screening.screen(person)
     url = f"/staff/clients/{company.id}/kyc/company"
     await sign_in(client, personas["compliance"])
     page = await client.get(url)

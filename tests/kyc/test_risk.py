@@ -16,7 +16,7 @@ from app.core.audit import Actor
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.core.tables import AuditEvent
-from app.kyc import appropriateness, levels, queue, review, risk
+from app.kyc import appropriateness, levels, queue, review, risk, risk_settings
 from app.kyc import jobs as kyc_jobs
 from app.kyc.queue import QueueFilters
 from app.kyc.tables import Document, DocumentType, KycProfile
@@ -163,7 +163,7 @@ async def test_a_pep_is_high_risk_whatever_the_score(personas):
         "decisive": True,
     } in row["risk_factors"]
     officer = principal(personas["compliance"])
-    await risk.save_settings(officer, {**{k: str(v) for k, v in (await risk.settings_for(officer))["param_values"].items()}, "risk.points_high": "0"}, SYSTEM)  # fmt: skip
+    await risk_settings.save_settings(officer, {**{k: str(v) for k, v in (await risk_settings.settings_for(officer))["param_values"].items()}, "risk.points_high": "0"}, SYSTEM)  # fmt: skip
     assert (await risk.reassess(a, SYSTEM, "points changed"))["level"] == "high"  # decisive, score 0
 
 
@@ -377,35 +377,39 @@ async def test_editing_the_country_list_reassesses_its_clients_by_a_job(personas
     a = personas["client_a"].id  # Germany
     await risk.reassess(a, SYSTEM, "t")
     officer = principal(personas["compliance"])
-    assert await risk.save_country(officer, "de", "high", "Internal assessment 2026-Q1", actor(officer))
-    assert not await risk.save_country(officer, "DE", "high", "Internal assessment 2026-Q1", actor(officer))
+    assert await risk_settings.save_country(
+        officer, "de", "high", "Internal assessment 2026-Q1", actor(officer)
+    )
+    assert not await risk_settings.save_country(
+        officer, "DE", "high", "Internal assessment 2026-Q1", actor(officer)
+    )
     [call] = queue_.calls("kyc_risk_reassess_many")
     assert call["country"] == "DE"
     assert await kyc_jobs.kyc_risk_reassess_many({}, country="DE") >= 1
     assert (await profile(a))["risk"] == "high"
     [changed] = await AuditEvent.select().where(AuditEvent.action == "kyc.country_risk_changed")
     assert changed["subject_id"] == "DE" and json.loads(changed["before"]) == {"risk": "low"}
-    assert await risk.remove_country(officer, "DE", actor(officer))
+    assert await risk_settings.remove_country(officer, "DE", actor(officer))
     await kyc_jobs.kyc_risk_reassess_many({}, country="DE")
     assert (await profile(a))["risk"] == "low"
     with pytest.raises(FormErrors):
-        await risk.save_country(officer, "XX", "high", "", actor(officer))
+        await risk_settings.save_country(officer, "XX", "high", "", actor(officer))
     with pytest.raises(FormErrors):
-        await risk.save_country(officer, "FR", "low", "", actor(officer))
+        await risk_settings.save_country(officer, "FR", "low", "", actor(officer))
 
 
 async def test_changing_the_model_is_validated_and_reassesses_everyone(personas, queue_, monkeypatch):
     officer = principal(personas["compliance"])
-    values = (await risk.settings_for(officer))["param_values"]
+    values = (await risk_settings.settings_for(officer))["param_values"]
     with pytest.raises(FormErrors) as refused:
-        await risk.save_settings(officer, {**values, "risk.medium_from": "80"}, actor(officer))
+        await risk_settings.save_settings(officer, {**values, "risk.medium_from": "80"}, actor(officer))
     assert "above the medium threshold" in refused.value.errors["risk.high_from"]
     with pytest.raises(FormErrors) as refused:
-        await risk.save_settings(officer, {**values, "risk.deposits_high": "lots"}, actor(officer))
+        await risk_settings.save_settings(officer, {**values, "risk.deposits_high": "lots"}, actor(officer))
     assert "amount" in refused.value.errors["risk.deposits_high"]
     assert queue_.calls("kyc_risk_reassess_many") == []
     await set_country(personas["client_a"].id, "VN")
-    assert await risk.save_settings(officer, {**values, "risk.medium_from": "30"}, actor(officer))
+    assert await risk_settings.save_settings(officer, {**values, "risk.medium_from": "30"}, actor(officer))
     assert queue_.calls("kyc_risk_reassess_many") == [
         {**queue_.calls("kyc_risk_reassess_many")[0], "country": ""}
     ]

@@ -10,7 +10,7 @@ from litestar.response import Template
 
 from app.core.errors import FormErrors
 from app.core.web import actor_of, form_data, principal, redirect, render
-from app.kyc import risk
+from app.kyc import risk, risk_settings
 from app.staff.navigation import section_guard
 
 PANEL = "kyc/_staff_risk_panel.html"
@@ -71,13 +71,13 @@ class RiskSettings(Controller):
     guards = [section_guard("kyc")]
 
     async def _settings(self, request: Request, status_code: int = 200, **extra: Any) -> Template:
-        context = {**await risk.settings_for(principal(request)), **extra}
+        context = {**await risk_settings.settings_for(principal(request)), **extra}
         return render(
             request, "kyc/staff_risk.html", context, partial="kyc/_staff_risk.html", status_code=status_code
         )
 
     async def _countries(self, request: Request, status_code: int = 200, **extra: Any) -> Template:
-        context = {**await risk.countries_for(principal(request)), **extra}
+        context = {**await risk_settings.countries_for(principal(request)), **extra}
         return render(
             request,
             "kyc/staff_risk_countries.html",
@@ -94,7 +94,7 @@ class RiskSettings(Controller):
     async def save_settings(self, request: Request) -> Response:
         data = await form_data(request)
         try:
-            await risk.save_settings(principal(request), data, actor_of(request))
+            await risk_settings.save_settings(principal(request), data, actor_of(request))
         except FormErrors as exc:
             return await self._settings(request, 422, settings_errors=exc.errors, param_values=data)
         return redirect(request, "/staff/kyc/risk")
@@ -103,7 +103,7 @@ class RiskSettings(Controller):
     async def save_funds(self, request: Request) -> Response:
         data = await form_data(request)
         try:
-            await risk.save_funds_source(
+            await risk_settings.save_funds_source(
                 principal(request),
                 data.get("code", ""),
                 data.get("label", ""),
@@ -123,7 +123,7 @@ class RiskSettings(Controller):
     async def save_country(self, request: Request) -> Response:
         data = await form_data(request)
         try:
-            await risk.save_country(
+            await risk_settings.save_country(
                 principal(request),
                 data.get("country", ""),
                 data.get("risk", ""),
@@ -138,7 +138,7 @@ class RiskSettings(Controller):
     async def remove_country(self, request: Request) -> Response:
         data = await form_data(request)
         try:
-            await risk.remove_country(principal(request), data.get("country", ""), actor_of(request))
+            await risk_settings.remove_country(principal(request), data.get("country", ""), actor_of(request))
         except FormErrors as exc:
             return await self._countries(request, 422, country_errors=exc.errors, country_values=data)
         return redirect(request, "/staff/kyc/risk/countries")
