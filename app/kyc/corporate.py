@@ -290,10 +290,6 @@ async def save_company(p: Principal, form: Mapping[str, str], actor: Actor) -> b
 # --- directors and owners ------------------------------------------------------------------------
 
 
-def _years_between(born: date, today: date) -> int:
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
 def parse_person(form: Mapping[str, str], role: str, *, today: date | None = None) -> dict[str, Any]:
     today = today or datetime.now(UTC).date()
     errors: dict[str, str] = {}
@@ -314,7 +310,7 @@ def parse_person(form: Mapping[str, str], role: str, *, today: date | None = Non
         )
     elif born >= today or born.year < 1900:
         errors["date_of_birth"] = "Enter a real date of birth."
-    elif role == "director" and _years_between(born, today) < MIN_DIRECTOR_AGE:
+    elif role == "director" and dossier.age_on(born, today) < MIN_DIRECTOR_AGE:
         errors["date_of_birth"] = f"A director must be at least {MIN_DIRECTOR_AGE} years old."
     nationality = _country(form.get("nationality", ""), "nationality", errors)
     ownership: Decimal | None = None

@@ -9,7 +9,7 @@ the links into the review pages.
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import pycountry
@@ -25,6 +25,11 @@ SIDE_ORDER = {"front": 0, "back": 1, "single": 2}
 
 
 @functools.cache
+def age_on(born: date, today: date) -> int:
+    """Whole years from `born` to `today` (a birthday counts from its day)."""
+    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+
+
 def country_options() -> tuple[tuple[str, str], ...]:
     """(ISO code, name) for every country, by name: the issuing-country choices."""
     return tuple(sorted(((c.alpha_2, c.name) for c in pycountry.countries), key=lambda pair: pair[1]))

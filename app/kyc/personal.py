@@ -21,7 +21,7 @@ from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
 from app.kyc import levels
-from app.kyc.dossier import country_options
+from app.kyc.dossier import age_on, country_options
 from app.workbench.timeline import record_event
 
 MIN_AGE = 18
@@ -50,10 +50,6 @@ async def details_for(p: Principal) -> dict[str, Any]:
     }
 
 
-def _years(born: date, today: date) -> int:
-    return today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-
-
 def validate(
     data: dict[str, str], *, identity_locked: bool, today: date
 ) -> tuple[dict[str, Any], dict[str, str]]:
@@ -73,9 +69,9 @@ def validate(
         except ValueError:
             errors["date_of_birth"] = "Enter your date of birth (YYYY-MM-DD)."
         else:
-            if born > today or _years(born, today) > 120:
+            if born > today or age_on(born, today) > 120:
                 errors["date_of_birth"] = "That date of birth is not possible."
-            elif _years(born, today) < MIN_AGE:
+            elif age_on(born, today) < MIN_AGE:
                 errors["date_of_birth"] = f"You must be at least {MIN_AGE} to open an account."
             clean["date_of_birth"] = born
     nationality = data.get("nationality", "").strip().upper()
