@@ -22,6 +22,7 @@ APP_REGISTRY = AppRegistry(
         "app.views.piccolo_app",
         "app.kyc.piccolo_app",
         "app.screening.piccolo_app",
+        "app.trading.piccolo_app",
     ]
 )
 
