@@ -106,16 +106,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Everything for a demo in one command: migrate, demo data, worker, web."""
-    cmd_demo(args) if args.demo else cmd_migrate(argparse.Namespace(verbose=False))
-    settings = get_settings()
-    env = dict(os.environ)
-    procs = [subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env)]
-    print(
-        f"\n  FX CRM is running at http://{settings.host}:{settings.port}/staff  (clients: /portal, IBs: /ib)\n",
-        flush=True,
-    )
+    """Everything for a demo in one command: MT5 simulator, migrate, demo data, worker, web."""
+    procs: list[subprocess.Popen] = []
     try:
+        sim = _start_simulator()
+        if sim is not None:
+            procs.append(sim)
+        cmd_demo(args) if args.demo else cmd_migrate(argparse.Namespace(verbose=False))
+        settings = get_settings()
+        env = dict(os.environ)
+        procs.append(subprocess.Popen([sys.executable, "-m", "app", "worker"], env=env))
+        print(
+            f"\n  FX CRM is running at http://{settings.host}:{settings.port}/staff  (clients: /portal, IBs: /ib)\n",
+            flush=True,
+        )
         return cmd_web(argparse.Namespace(host=None, port=None, workers=1, verbose=False))
     finally:
         for p in procs:
@@ -176,12 +180,56 @@ def cmd_createstaff(args: argparse.Namespace) -> int:
     return 0
 
 
+def _manager(value: str) -> tuple[int, str]:
+    login, sep, password = value.partition(":")
+    if not sep or not login.isdigit() or not password:
+        raise argparse.ArgumentTypeError("--manager takes LOGIN:PASSWORD")
+    return int(login), password
+
+
 def cmd_mt5_sim(args: argparse.Namespace) -> int:
-    print(
-        "The MT5 simulator arrives with the trading issue; this command name is reserved for it.",
-        file=sys.stderr,
-    )
-    return 2
+    from pathlib import Path
+
+    from app.trading.mt5.sim.server import Options, run
+
+    state = Path(args.state) if args.state else get_settings().var_dir / "mt5-sim.sqlite3"
+    managers = dict(args.manager or [_manager(os.environ.get("MT5_SIM_MANAGER", "1000:Manager#2026"))])
+    return run(
+        Options(
+            host=args.host, port=args.port, tls=args.tls, managers=managers, seed=args.seed, state=state,
+            trade_rate=args.trade_rate, latency_ms=args.latency_ms, paused=args.paused,
+            idle_timeout=args.idle_timeout, accounts=args.accounts, history_deals=args.history_deals,
+        )
+    )  # fmt: skip
+
+
+SIM_HOST, SIM_PORT = "127.0.0.1", 4443
+
+
+def _start_simulator() -> subprocess.Popen | None:
+    """The demo's MT5 server: the simulator as its own process, up before the demo data needs it."""
+    import time
+
+    import httpx
+
+    settings = get_settings()
+    if not settings.mt5_sim_enabled:
+        return None
+    state = settings.var_dir / "mt5-sim.sqlite3"
+    args = [sys.executable, "-m", "app", "mt5-sim", "--host", SIM_HOST, "--port", str(SIM_PORT), "--tls",
+            "--manager", "1000:Manager#2026", "--state", str(state), "--trade-rate", "1"]  # fmt: skip
+    proc = subprocess.Popen(args, env=dict(os.environ))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the MT5 simulator exited with {proc.returncode}")
+        try:
+            httpx.get(f"https://{SIM_HOST}:{SIM_PORT}/sim/status", verify=False, timeout=2).raise_for_status()  # noqa: S501 (own self-signed cert)
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("the MT5 simulator did not start within 30 s")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,7 +263,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roles", default="admin")
     p.add_argument("--password")
     p.set_defaults(func=cmd_createstaff)
-    p = sub.add_parser("mt5-sim", help="MT5 Web API simulator (reserved for the trading issue)")
+    p = sub.add_parser("mt5-sim", help="MT5 Web API simulator (HTTPS or HTTP, state in SQLite)")
+    p.add_argument("--host", default=SIM_HOST)
+    p.add_argument("--port", type=int, default=SIM_PORT)
+    p.add_argument(
+        "--tls", action=argparse.BooleanOptionalAction, default=True, help="HTTPS (default) or plain HTTP"
+    )
+    p.add_argument(
+        "--manager",
+        type=_manager,
+        action="append",
+        metavar="LOGIN:PASSWORD",
+        help="manager credentials (repeatable; default 1000:Manager#2026 or $MT5_SIM_MANAGER)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="market engine seed")
+    p.add_argument("--state", help="SQLite state file (default var/mt5-sim.sqlite3)")
+    p.add_argument("--trade-rate", type=float, default=0.0, help="deals per second from simulated traders")
+    p.add_argument("--latency-ms", type=int, default=0, help="delay before every MT5 answer")
+    p.add_argument("--paused", action="store_true", help="start with the market engine paused")
+    p.add_argument("--idle-timeout", type=float, default=180.0, help="drop connections idle this long (s)")
+    p.add_argument(
+        "--accounts", type=int, default=0, help="benchmark: generate N accounts into a fresh state"
+    )
+    p.add_argument("--history-deals", type=int, default=0, help="benchmark: generate N historical deals")
     p.set_defaults(func=cmd_mt5_sim)
     from app.screening.cli import add_commands as add_screening_commands
 
