@@ -261,3 +261,36 @@ class TradingPlatform(Protocol):
     async def server_time(self) -> int: ...
 
     async def close(self) -> None: ...
+
+
+# The order of the string columns of `DealRowSource.fetch_deal_rows`: the `Deal` fields, in order.
+DEAL_ROW_COLUMNS = (
+    "deal",
+    "login",
+    "action",
+    "entry",
+    "reason",
+    "time",
+    "time_msc",
+    "symbol",
+    "price",
+    "volume",
+    "profit",
+    "storage",
+    "commission",
+    "fee",
+    "position_id",
+    "order",
+    "comment",
+    "contract_size",
+    "digits",
+    "dealer",
+)
+
+
+@runtime_checkable
+class DealRowSource(Protocol):
+    """Optional for a platform: deals as plain strings in `DEAL_ROW_COLUMNS` order (numbers exactly as
+    the platform sent them), so a bulk load can COPY them without building a `Decimal` per field."""
+
+    async def fetch_deal_rows(self, logins: list[int], since: int, until: int) -> list[tuple[str, ...]]: ...
