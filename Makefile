@@ -63,6 +63,14 @@ bench-clients: venv ## client list and 360 page on 1M clients / 5M events (loads
 	$(BIN)/python bench/gen_clients.py --reuse
 	$(BIN)/python bench/clients_bench.py
 
+.PHONY: bench-mt5
+bench-mt5: venv ## MT5 sync: initial sync of 10k accounts / 1M deals vs raw COPY, then lag at 50 deals/s (~3 min)
+	$(BIN)/python bench/mt5_sync_bench.py
+
+.PHONY: bench-ledger
+bench-ledger: venv ## ledger transfers/s through the service layer and reconciliation of 1M postings (~1.5 min)
+	$(BIN)/python bench/ledger_bench.py
+
 clean: ## remove the venv and caches (keeps var/, where the embedded database and secret key live)
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache *.egg-info build test-results
 	find . -name __pycache__ -type d -prune -not -path './var/*' -exec rm -rf {} +

@@ -23,6 +23,7 @@ APP_REGISTRY = AppRegistry(
         "app.kyc.piccolo_app",
         "app.screening.piccolo_app",
         "app.trading.piccolo_app",
+        "app.funding.piccolo_app",
     ]
 )
 

@@ -29,6 +29,9 @@ JOB_MODULES += ("app.routing.jobs",)
 JOB_MODULES += ("app.imports.jobs",)
 JOB_MODULES += ("app.kyc.jobs",)
 JOB_MODULES += ("app.screening.jobs",)
+JOB_MODULES += ("app.trading.operation_jobs",)
+JOB_MODULES += ("app.trading.jobs",)
+JOB_MODULES += ("app.funding.jobs",)
 
 _functions: dict[str, Callable[..., Any]] = {}
 _crons: list[CronJob] = []

@@ -1,0 +1,1 @@
+"""Funding: the double-entry ledger of client wallets, trading accounts and payment providers."""

@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from app.funding.tables import Hold, LedgerAccount, LedgerPosting, LedgerTransaction, ReconciliationRun
+
+APP_CONFIG = AppConfig(
+    app_name="funding",
+    migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "funding"),
+    table_classes=[LedgerAccount, LedgerTransaction, LedgerPosting, Hold, ReconciliationRun],
+    migration_dependencies=["app.clients.piccolo_app", "app.trading.piccolo_app"],
+    commands=[],
+)
