@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     import app.imports.live  # noqa: F401  (registers the import progress renderer)
     import app.kyc.live  # noqa: F401  (registers the documents page's live cards)
     import app.kyc.live_staff  # noqa: F401  (registers the review queue's and client page's KYC updates)
+    import app.trading.live  # noqa: F401  (registers the accounts pages' and panel's live figures)
     import app.workbench.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import ClientExport, StaffClients, portal_router
     from app.imports.controllers import ClientImports
@@ -71,6 +72,10 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     from app.routing.controllers import ClientAssignment, DeskSettings
     from app.screening.controllers import ScreeningConsole
     from app.staff.controllers import build_staff_router
+    from app.trading.controllers import STAFF_CONTROLLERS as TRADING_STAFF_CONTROLLERS
+    from app.trading.controllers import portal_router as trading_portal_router
+    from app.trading.controllers.operations import AccountBalance
+    from app.trading.controllers.ops import SyncOps
     from app.workbench.controllers import ClientWorkbench, MyWork
 
     staff_router = build_staff_router([StaffClients, StaffPartners, ApiKeys])
@@ -88,6 +93,10 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     for controller in KYC_STAFF_CONTROLLERS:  # risk, appropriateness, corporate
         staff_router.register(controller)
     staff_router.register(ScreeningConsole)
+    for trading_controller in TRADING_STAFF_CONTROLLERS:  # accounts, servers, account types, client panel
+        staff_router.register(trading_controller)
+    staff_router.register(AccountBalance)  # an account's balance operations (credit, bonus, …)
+    staff_router.register(SyncOps)  # Accounts › Sync: each server's sync health, "sync now"
 
     owns_pool = False
 
@@ -121,6 +130,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
             staff_router,
             portal_router,
             kyc_portal_router(),
+            trading_portal_router(),
             partner_router,
             ReferralLinks,
             api_router,

@@ -138,6 +138,10 @@ async def load_demo() -> dict[str, int]:
     # Synthetic sanctions lists (invented names), so the screening console has something to show.
     loaded = await screening_lists.load_samples(actor)
     created["sanctions_lists"] = sum(1 for r in loaded if r.created)
+    # The MT5 simulator as a trading server, account types, and funded accounts when it answers.
+    from app.trading import demo as trading_demo
+
+    created.update(await trading_demo.load(actor))
     return {**created, **crowd}
 
 

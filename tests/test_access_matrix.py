@@ -241,6 +241,35 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/kyc/appropriateness/questions/{question_id:int}"): staff("admin", "compliance"),
     ("POST", "/staff/kyc/appropriateness/questions/{question_id:int}"): staff("admin", "compliance"),
     ("GET", "/staff/accounts"): staff("admin", "finance", "dealing"),
+    # Trading accounts: the section sees them (scoped like clients); dealing changes them.
+    ("GET", "/staff/accounts/{account_id:int}"): staff("admin", "finance", "dealing"),
+    ("POST", "/staff/accounts/{account_id:int}/relink"): staff("admin", "dealing"),
+    ("POST", "/staff/accounts/{account_id:int}/group"): staff("admin", "dealing"),
+    ("POST", "/staff/accounts/{account_id:int}/trading"): staff("admin", "dealing"),
+    ("POST", "/staff/accounts/{account_id:int}/retry"): staff("admin", "dealing"),
+    # Trading servers (manager credentials): administrators only. Account types: dealing too.
+    ("GET", "/staff/accounts/servers"): staff(*ADMIN),
+    ("GET", "/staff/accounts/servers/new"): staff(*ADMIN),
+    ("POST", "/staff/accounts/servers/new"): staff(*ADMIN),
+    ("GET", "/staff/accounts/servers/{server_id:int}"): staff(*ADMIN),
+    ("POST", "/staff/accounts/servers/{server_id:int}"): staff(*ADMIN),
+    ("POST", "/staff/accounts/servers/{server_id:int}/test"): staff(*ADMIN),
+    ("GET", "/staff/accounts/types"): staff("admin", "dealing"),
+    ("GET", "/staff/accounts/types/new"): staff("admin", "dealing"),
+    ("POST", "/staff/accounts/types/new"): staff("admin", "dealing"),
+    ("GET", "/staff/accounts/types/{type_id:int}"): staff("admin", "dealing"),
+    ("POST", "/staff/accounts/types/{type_id:int}"): staff("admin", "dealing"),
+    # The client page's accounts panel: whoever may see the client.
+    ("GET", "/staff/clients/{client_id:int}/accounts"): staff(*EVERY_DESK),
+    # Balance operations (credit, bonus, correction, charge) on one trading account: dealing and finance.
+    ("GET", "/staff/accounts/{account_id:int}/balance"): staff("admin", "finance", "dealing"),
+    ("POST", "/staff/accounts/{account_id:int}/balance"): staff("admin", "finance", "dealing"),
+    ("POST", "/staff/accounts/{account_id:int}/balance/{op_id:str}/resolve"): staff(
+        "admin", "finance", "dealing"
+    ),
+    # Sync health of each trading server: the accounts section; "sync now" (audited): dealing and administrators.
+    ("GET", "/staff/accounts/sync"): staff("admin", "finance", "dealing"),
+    ("POST", "/staff/accounts/sync/{server_id:int}/now"): staff("admin", "dealing"),
     ("GET", "/staff/funding"): staff("admin", "finance"),
     ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
     ("GET", "/staff/marketing"): staff("admin", "sales"),
@@ -310,6 +339,14 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/portal/company/persons"): portal(),
     ("POST", "/portal/company/persons/{person_id:int}"): portal(),
     ("POST", "/portal/company/persons/{person_id:int}/remove"): portal(),
+    # Trading accounts: each client their own; another client's account is a 404 (tests/trading prove it).
+    ("GET", "/portal/accounts"): portal(),
+    ("GET", "/portal/accounts/new"): portal(),
+    ("POST", "/portal/accounts/new"): portal(),
+    ("GET", "/portal/accounts/{account_id:int}"): portal(ib=Expect(404), sub_ib=Expect(404)),
+    ("POST", "/portal/accounts/{account_id:int}/retry"): portal(),
+    ("POST", "/portal/accounts/{account_id:int}/leverage"): portal(),
+    ("POST", "/portal/accounts/{account_id:int}/password"): portal(),
     # Partner portal.
     ("GET", "/ib/login"): public(),
     ("POST", "/ib/login"): public(),
@@ -416,7 +453,52 @@ async def ids(personas) -> dict[str, int]:
     )
     await kyc_file.save()
     out["kyc_file"] = kyc_file.id
+    out.update(await trading_rows(personas["client_a"].id))
     return out
+
+
+async def trading_rows(client_id: int) -> dict[str, int]:
+    """A trading server (nothing listens there: no page here asks it), a type, and an open account."""
+    from datetime import UTC, datetime
+
+    from app.trading import credentials
+    from app.trading.tables import AccountType, TradingAccount, TradingServer
+
+    now = datetime.now(UTC)
+    server = TradingServer(
+        name="Matrix",
+        address="127.0.0.1:9",
+        manager_login=1000,
+        password_enc=credentials.encrypt("Manager#2026", "Matrix"),
+        created_at=now,
+        updated_at=now,
+    )
+    await server.save()
+    kind = AccountType(
+        name="Standard",
+        server=server.id,
+        group_name="real\\standard-usd",
+        currency="USD",
+        leverages="30,100",
+        default_leverage=30,
+        created_at=now,
+        updated_at=now,
+    )
+    await kind.save()
+    account = TradingAccount(
+        client=client_id,
+        server=server.id,
+        account_type=kind.id,
+        login=500001,
+        group_name="real\\standard-usd",
+        currency="USD",
+        leverage=30,
+        status="active",
+        created_at=now,
+        updated_at=now,
+    )
+    await account.save()
+    return {"server": server.id, "account_type": kind.id, "account": account.id}
 
 
 def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[str, int]) -> str:
@@ -454,6 +536,14 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return "1"  # the first seeded appropriateness question
         if name == "person_id":
             return "1"  # refused before any person is looked up; tests/kyc/test_corporate.py decides
+        if name == "server_id":
+            return str(ids["server"])  # a configured server (id 1 in a fresh database)
+        if name == "type_id":
+            return str(ids["account_type"])
+        if name == "account_id":
+            return str(ids["account"])  # client_a's open trading account
+        if name == "op_id":
+            return "nosuchoperation0"  # refused before any operation is looked up (tests/trading decide)
         if name == "case_id":
             return "1"  # refused before any case is looked up; deciding is tested in tests/screening
         if name == "message_id":

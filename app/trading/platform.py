@@ -240,6 +240,11 @@ class TradingPlatform(Protocol):
 
     async def check_password(self, login: int, password: str, kind: str = PasswordKind.MAIN) -> bool: ...
 
+    async def find_user(self, group: str, comment: str) -> PlatformUser | None:
+        """The user of `group` whose comment is exactly `comment`: how an account whose creation
+        was never confirmed is found again instead of being created twice."""
+        ...
+
     async def balance_operation(self, login: int, type: BalanceType, amount: Decimal, comment: str) -> int:
         """Returns the deal ticket. Raises OutcomeUnknown when the request may have been applied."""
         ...

@@ -5,7 +5,8 @@ from piccolo.table import Table
 from app.clients.tables import Client
 from app.staff.tables import StaffUser
 
-KINDS = ("note", "task", "stage", "message", "login", "email", "lead", "tag", "ib", "kyc", "document")
+KINDS = ("note", "task", "stage", "message", "login", "email", "lead", "tag", "ib", "kyc", "document",
+         "account")  # fmt: skip
 
 
 class Note(Table, tablename="client_notes"):

@@ -24,7 +24,9 @@ def test_a_stage_change_appears_on_a_colleagues_open_client_page_without_a_reloa
     sign_in(watcher, "/staff", officer_email)
     pass_second_factor(watcher, officer_secret)
     watcher.goto(f"/staff/clients/{client_id}")
-    expect(watcher.locator("body")).to_have_attribute("ws-connect", f"/live?watch=client:{client_id}")
+    expect(watcher.locator("body")).to_have_attribute(
+        "ws-connect", f"/live?watch=client:{client_id}&watch=accounts:{client_id}"
+    )
     expect(watcher.locator(".live-dot")).to_have_class(re.compile(r"\bon\b"))
     expect(watcher.locator("#current-stage")).to_have_text("active")
     expect(watcher.locator("#timeline-panel")).not_to_contain_text("Loading")

@@ -88,6 +88,18 @@ class MT5Platform:
         data = await self._call("user/get", {"login": login})
         return _parsed("user/get", records.user_from, data.get("answer"))
 
+    async def find_user(self, group: str, comment: str) -> p.PlatformUser | None:
+        """`user/logins` of the group, then `user/get_batch` in chunks, matched on the comment."""
+        data = await self._call("user/logins", {"group": group})
+        answer = data.get("answer")
+        if not isinstance(answer, list):
+            raise p.BadResponse(
+                "The trading server answered user/logins without a list.", command="user/logins"
+            )
+        logins = _parsed("user/logins", lambda rows: [int(x) for x in rows], answer)
+        users = await self._batched("user/get_batch", logins, {}, records.user_from)
+        return next((u for u in users if u.comment == comment), None)
+
     async def update_account(self, login: int, change: p.AccountUpdate) -> p.PlatformUser:
         body = records.user_update_body(change)
         if not body:
