@@ -6,6 +6,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
@@ -38,7 +39,7 @@ chromium: ## make sure Debian's chromium is installed (the browser tests drive i
 	fi
 
 test: venv chromium ## run every test (unit, integration, browser) against real PostgreSQL
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv ## ruff check, ruff format --check, mypy
 	$(BIN)/ruff check .
