@@ -27,7 +27,14 @@ from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
 from app.kyc import appropriateness, levels
 from app.trading import account_types, credentials, views
-from app.trading.platform import NewAccount, OutcomeUnknown, PasswordKind, PlatformError, TradingPlatform
+from app.trading.platform import (
+    NewAccount,
+    OutcomeUnknown,
+    PasswordKind,
+    PlatformError,
+    PlatformUser,
+    TradingPlatform,
+)
 from app.trading.tables import TradingAccount
 from app.workbench.timeline import record_event
 
@@ -255,6 +262,26 @@ async def account_row(account_id: int) -> dict[str, Any]:
     return row
 
 
+async def record_login(a: dict[str, Any], user: PlatformUser, *, was: str) -> bool:
+    """The account is open on its server as `user`: its login and first figures, if it is still
+    in state `was` (False when someone else settled it first). Inside the caller's transaction."""
+    rows = await db.fetch(
+        "UPDATE trading_accounts SET login = {}, status = 'active', error = '', group_name = {}, leverage = {}, "
+        "balance = {}, credit = {}, equity = {}, margin = 0, margin_free = {}, profit = 0, state_at = now(), "
+        "updated_at = now() WHERE id = {} AND status = {} RETURNING id",
+        user.login,
+        user.group or a["group_name"],
+        user.leverage or a["leverage"],
+        user.balance,
+        user.credit,
+        user.balance + user.credit,
+        user.balance + user.credit,
+        a["id"],
+        was,
+    )
+    return bool(rows)
+
+
 def creation_comment(account_id: int) -> str:
     """Stored on the platform user at creation: the key that finds it again (`find_lost`)."""
     return f"fxcrm account {account_id}"[:32]
@@ -292,19 +319,7 @@ async def provision(account_id: int, actor: Actor) -> Opened:
         await mark_failed(a, unknown, actor)
         raise ProvisioningFailed(account_id, UNCONFIRMED, retry=False) from exc
     async with transaction():
-        await db.fetch(
-            "UPDATE trading_accounts SET login = {}, status = 'active', error = '', group_name = {}, leverage = {}, "
-            "balance = {}, credit = {}, equity = {}, margin = 0, margin_free = {}, profit = 0, state_at = now(), "
-            "updated_at = now() WHERE id = {}",
-            user.login,
-            user.group or a["group_name"],
-            user.leverage or a["leverage"],
-            user.balance,
-            user.credit,
-            user.balance + user.credit,
-            user.balance + user.credit,
-            account_id,
-        )
+        await record_login(a, user, was="pending")
         await audit.record(
             actor,
             "trading.account_opened",

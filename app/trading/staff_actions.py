@@ -263,19 +263,7 @@ async def find_lost(account_id: int, actor: Actor) -> dict[str, Any] | None:
     if user is None:
         return None
     async with transaction():
-        rows = await db.fetch(
-            "UPDATE trading_accounts SET login = {}, status = 'active', error = '', leverage = {}, "
-            "balance = {}, credit = {}, equity = {}, margin = 0, margin_free = {}, profit = 0, "
-            "state_at = now(), updated_at = now() WHERE id = {} AND status = 'failed' RETURNING id",
-            user.login,
-            user.leverage or a["leverage"],
-            user.balance,
-            user.credit,
-            user.balance + user.credit,
-            user.balance + user.credit,
-            account_id,
-        )
-        if not rows:
+        if not await accounts.record_login(a, user, was="failed"):
             return None
         await audit.record(
             actor,
