@@ -15,6 +15,7 @@ from piccolo.columns import (
     JSONB,
     BigInt,
     BigSerial,
+    Boolean,
     ForeignKey,
     Integer,
     Numeric,
@@ -113,3 +114,20 @@ class ReconciliationRun(Table, tablename="funding_reconciliation_runs"):
     differences = JSONB(default=[])  # [{"check": …, …}]
     triggered_by = Varchar(length=320, default="")
     error = Text(default="")
+
+
+class WebhookEvent(Table, tablename="funding_webhook_events"):
+    """One event a payment provider sent, kept once per (provider, event id) however often it was
+    delivered: the inbox `app.funding.webhooks` processes exactly once. `attempts` counts handler
+    runs; `last_error` is the latest failure's, cleared when the event is processed."""
+
+    id = BigSerial(primary_key=True)
+    provider = Varchar(length=64)
+    event_id = Varchar(length=200)  # unique with provider (migration funding_0003)
+    event_type = Varchar(length=100, default="")
+    payload = JSONB(default={})
+    received_at = Timestamptz()
+    processed_at = Timestamptz(null=True, default=None)
+    attempts = Integer(default=0)
+    last_error = Text(default="")
+    signature_ok = Boolean(default=False)  # unverified deliveries may be kept, never processed
