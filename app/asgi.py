@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     import app.trading.live  # noqa: F401  (registers the accounts pages' and panel's live figures)
     import app.workbench.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import ClientExport, StaffClients, portal_router
+    from app.funding.controllers import STAFF_CONTROLLERS as FUNDING_STAFF_CONTROLLERS
     from app.imports.controllers import ClientImports
     from app.integrations.controllers import ApiKeys
     from app.kyc.controllers import STAFF_CONTROLLERS as KYC_STAFF_CONTROLLERS
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
         staff_router.register(trading_controller)
     staff_router.register(AccountBalance)  # an account's balance operations (credit, bonus, …)
     staff_router.register(SyncOps)  # Accounts › Sync: each server's sync health, "sync now"
+    for funding_controller in FUNDING_STAFF_CONTROLLERS:  # Funding › Payment methods
+        staff_router.register(funding_controller)
 
     owns_pool = False
 

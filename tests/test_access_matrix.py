@@ -271,6 +271,10 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/accounts/sync"): staff("admin", "finance", "dealing"),
     ("POST", "/staff/accounts/sync/{server_id:int}/now"): staff("admin", "dealing"),
     ("GET", "/staff/funding"): staff("admin", "finance"),
+    ("GET", "/staff/funding/methods/new"): staff("admin", "finance"),
+    ("POST", "/staff/funding/methods/new"): staff("admin", "finance"),
+    ("GET", "/staff/funding/methods/{method_id:int}"): staff("admin", "finance"),
+    ("POST", "/staff/funding/methods/{method_id:int}"): staff("admin", "finance"),
     ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
     ("GET", "/staff/marketing"): staff("admin", "sales"),
     ("GET", "/staff/reports"): staff("admin", "compliance", "finance"),
@@ -454,6 +458,22 @@ async def ids(personas) -> dict[str, int]:
     await kyc_file.save()
     out["kyc_file"] = kyc_file.id
     out.update(await trading_rows(personas["client_a"].id))
+    from decimal import Decimal
+
+    from app.funding.tables import PaymentMethod
+
+    method = PaymentMethod(
+        name="Card",
+        kind="card",
+        provider="simcard",
+        currencies="USD",
+        min_amount=Decimal(10),
+        max_amount=Decimal(5000),
+        created_at=now,
+        updated_at=now,
+    )
+    await method.save()
+    out["payment_method"] = method.id
     return out
 
 
@@ -542,6 +562,8 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return str(ids["account_type"])
         if name == "account_id":
             return str(ids["account"])  # client_a's open trading account
+        if name == "method_id":
+            return str(ids["payment_method"])
         if name == "op_id":
             return "nosuchoperation0"  # refused before any operation is looked up (tests/trading decide)
         if name == "case_id":

@@ -7,6 +7,7 @@ from app.funding.tables import (
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
+    PaymentMethod,
     ReconciliationRun,
     WebhookEvent,
 )
@@ -14,7 +15,15 @@ from app.funding.tables import (
 APP_CONFIG = AppConfig(
     app_name="funding",
     migrations_folder_path=str(Path(__file__).resolve().parents[2] / "migrations" / "funding"),
-    table_classes=[LedgerAccount, LedgerTransaction, LedgerPosting, Hold, ReconciliationRun, WebhookEvent],
+    table_classes=[
+        LedgerAccount,
+        LedgerTransaction,
+        LedgerPosting,
+        Hold,
+        ReconciliationRun,
+        WebhookEvent,
+        PaymentMethod,
+    ],
     migration_dependencies=["app.clients.piccolo_app", "app.trading.piccolo_app"],
     commands=[],
 )

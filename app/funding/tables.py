@@ -131,3 +131,31 @@ class WebhookEvent(Table, tablename="funding_webhook_events"):
     attempts = Integer(default=0)
     last_error = Text(default="")
     signature_ok = Boolean(default=False)  # unverified deliveries may be kept, never processed
+
+
+class PaymentMethod(Table, tablename="funding_payment_methods"):
+    """A way to deposit that finance offers (`app.funding.payment_methods`).
+
+    The first of `currencies` is the method's own currency: `min_amount`, `max_amount` and the two
+    fixed fees are amounts in it. The broker's fee and the provider's are kept apart because the
+    client is shown both. Checks (min ≤ max, fees ≥ 0, percents < 100): migration funding_0006.
+    """
+
+    id: Serial  # Piccolo's implicit primary key, declared for type checkers only
+    name = Varchar(length=100)
+    kind = Varchar(length=12)  # card | ewallet | wire | crypto
+    provider = Varchar(length=64)  # the provider key, e.g. simcard, wire, simchain
+    currencies = Varchar(length=200)  # comma-separated codes of `app.funding.amounts.MINOR_UNITS`
+    min_amount = Numeric()
+    max_amount = Numeric()
+    broker_fee_percent = Numeric(default=Decimal(0))
+    broker_fee_fixed = Numeric(default=Decimal(0))
+    provider_fee_percent = Numeric(default=Decimal(0))
+    provider_fee_fixed = Numeric(default=Decimal(0))
+    withdrawals_allowed = Boolean(default=False)
+    countries = Varchar(length=1000, default="")  # comma-separated ISO 3166 alpha-2; empty: all
+    kyc_level = SmallInt(default=0)  # the KYC rank the client must have reached
+    active = Boolean(default=True)
+    sort_order = Integer(default=0)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()

@@ -8,7 +8,6 @@ from app.staff import overview
 from app.staff.navigation import BY_KEY, section_guard
 
 UPCOMING = {
-    "funding": "Wallets, deposits, withdrawals with dual control, and transfers.",
     "marketing": "Segments, triggered sequences and system message templates.",
     "reports": "Deposits, FTDs, conversion funnel and regulator exports.",
 }
@@ -25,10 +24,6 @@ class Console(Controller):
         if is_fragment_request(request):
             return Response(stats, media_type=MediaType.HTML)
         return Template("staff/home.html", context={"stats": stats})
-
-    @get("/funding", guards=[section_guard("funding")])
-    async def funding(self) -> Template:
-        return self._upcoming("funding")
 
     @get("/marketing", guards=[section_guard("marketing")])
     async def marketing(self) -> Template:
