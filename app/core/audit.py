@@ -4,6 +4,11 @@ Each row's hash is SHA-256 over the previous row's hash and the row's own canoni
 any edit, deletion, insertion or reordering breaks the chain. Writers serialise on a
 transaction-scoped advisory lock, so concurrent transactions extend the chain one after the
 other instead of forking it; the lock is released at commit, when the row becomes visible.
+
+Every audited write holds that lock from its audit row to its commit, so `record` keeps that
+stretch short: one round trip (`audit_append()`, migrations/core/core_0004_audit_append.py) takes
+the lock, reads the last row, hashes and inserts; Python only builds the canonical JSON around the
+time and the sequence number, which are known under the lock.
 """
 
 from __future__ import annotations
@@ -38,15 +43,49 @@ class Actor:
         return cls(kind="system", label=label)
 
 
+class _NotExact(Exception):
+    """A value JSONB may store differently from how Python reads it back (floats, NaN)."""
+
+
+def _reject(_text: str) -> Any:
+    raise _NotExact
+
+
+def _as_stored_here(value: Any) -> tuple[str | None, Any]:
+    """(JSON text to store, the value as JSONB will give it back), without asking the database.
+
+    Strings, integers, booleans, nulls, lists and objects come back from JSONB exactly as Python
+    reads its own JSON text; numbers with a fraction or exponent may not (JSONB rewrites 1e16 as
+    10000000000000000), so those raise `_NotExact` and take the round trip through the database.
+    """
+    if value is None:
+        return None, None
+    text = json.dumps(value, default=str, sort_keys=True)
+    return text, json.loads(text, parse_float=_reject, parse_constant=_reject)
+
+
 async def _as_stored(before: Any, after: Any) -> tuple[Any, Any]:
     """The values as JSONB will give them back (it rewrites numbers such as 1e16), so the hash
     written now is the one verify() recomputes from the stored row."""
     if before is None and after is None:
         return None, None
     texts = [None if v is None else json.dumps(v, default=str, sort_keys=True) for v in (before, after)]
-    rows = await AuditEvent.raw("SELECT {}::jsonb::text AS b, {}::jsonb::text AS a", *texts)
-    stored_before, stored_after = (None if rows[0][k] is None else json.loads(rows[0][k]) for k in ("b", "a"))
+    row = await db.fetchrow("SELECT $1::jsonb::text AS b, $2::jsonb::text AS a", *texts)
+    assert row is not None
+    stored_before, stored_after = (None if row[k] is None else json.loads(row[k]) for k in ("b", "a"))
     return stored_before, stored_after
+
+
+async def _stored_texts(before: Any, after: Any) -> tuple[Any, Any, str | None, str | None]:
+    """(before, after) as JSONB will give them back, and the JSON texts to store them from."""
+    try:
+        before_text, stored_before = _as_stored_here(before)
+        after_text, stored_after = _as_stored_here(after)
+    except _NotExact:
+        stored_before, stored_after = await _as_stored(before, after)
+        before_text = None if stored_before is None else json.dumps(stored_before)
+        after_text = None if stored_after is None else json.dumps(stored_after)
+    return stored_before, stored_after, before_text, after_text
 
 
 def _iso(ts: datetime) -> str:
@@ -54,9 +93,13 @@ def _iso(ts: datetime) -> str:
 
 
 def canonical(row: dict[str, Any]) -> str:
-    body = {
-        "seq": int(row["seq"]),
-        "occurred_at": _iso(row["occurred_at"]),
+    body = {"seq": int(row["seq"]), "occurred_at": _iso(row["occurred_at"]), **_fields(row)}
+    return _dumps(body)
+
+
+def _fields(row: dict[str, Any]) -> dict[str, Any]:
+    """What the hash covers besides seq and occurred_at."""
+    return {
         "actor_kind": row["actor_kind"],
         "actor_id": row["actor_id"],
         "actor_label": row["actor_label"],
@@ -68,6 +111,9 @@ def canonical(row: dict[str, Any]) -> str:
         "ip": row["ip"],
         "user_agent": row["user_agent"],
     }
+
+
+def _dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -91,19 +137,11 @@ async def record(
     after: Any = None,
 ) -> int:
     """Append one audit row inside the current transaction; returns its sequence number."""
-    if DB.current_transaction.get() is None:
+    tx = DB.current_transaction.get()
+    if tx is None:
         raise RuntimeError("audit.record() must run inside the transaction of the change it records")
-    before, after = await _as_stored(before, after)
-    await AuditEvent.raw("SELECT pg_advisory_xact_lock({})", _LOCK_KEY)
-    last = (
-        await AuditEvent.select(AuditEvent.seq, AuditEvent.hash)
-        .order_by(AuditEvent.seq, ascending=False)
-        .first()
-    )
-    prev_hash = last["hash"] if last else GENESIS
+    before, after, before_text, after_text = await _stored_texts(before, after)
     row: dict[str, Any] = {
-        "seq": (last["seq"] + 1) if last else 1,
-        "occurred_at": datetime.now(UTC),
         "actor_kind": actor.kind,
         "actor_id": None if actor.id is None else str(actor.id),
         "actor_label": actor.label[:255],
@@ -115,19 +153,38 @@ async def record(
         "ip": actor.ip,
         "user_agent": (actor.user_agent or None) and actor.user_agent[:400],
     }
-    digest = chain_hash(prev_hash, row)
-    await AuditEvent.insert(
-        AuditEvent(
-            **{
-                **row,
-                "before": None if row["before"] is None else json.dumps(row["before"]),
-                "after": None if row["after"] is None else json.dumps(row["after"]),
-            },
-            prev_hash=prev_hash,
-            hash=digest,
-        )
+    head, mid, tail = canonical_parts(row)
+    seq = await tx.connection.fetchval(
+        _APPEND_SQL,
+        _LOCK_KEY,
+        head.encode(),
+        mid.encode(),
+        tail.encode(),
+        row["actor_kind"],
+        row["actor_id"],
+        row["actor_label"],
+        action,
+        subject_type,
+        row["subject_id"],
+        before_text,
+        after_text,
+        row["ip"],
+        row["user_agent"],
     )
-    return int(row["seq"])
+    return int(seq)
+
+
+_APPEND_SQL = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+
+
+def canonical_parts(row: dict[str, Any]) -> tuple[str, str, str]:
+    """`canonical(row)` cut around its occurred_at and seq, which `audit_append()` fills in under
+    the lock: canonical = head + isoformat(occurred_at) + mid + str(seq) + tail. The keys sort as
+    (action … ip) < occurred_at < seq < (subject_id … user_agent), so the cut is exact."""
+    fields = _fields(row)
+    left = _dumps({k: v for k, v in fields.items() if k < "occurred_at"})
+    right = _dumps({k: v for k, v in fields.items() if k > "seq"})
+    return left[:-1] + ',"occurred_at":"', '","seq":', "," + right[1:]
 
 
 class Entry(NamedTuple):
@@ -144,27 +201,28 @@ async def record_many(actor: Actor, entries: Sequence[Entry]) -> list[int]:
     """Append many audit rows (one actor) inside the current transaction, in one statement.
 
     For bulk work (imports): the same chain rule as `record`, under the same lock, so `verify()`
-    checks these rows like any other; the values take one round trip through JSONB together.
+    checks these rows like any other; values with non-integer numbers take one round trip through
+    JSONB together (see `_as_stored_here`).
     """
-    if DB.current_transaction.get() is None:
+    tx = DB.current_transaction.get()
+    if tx is None:
         raise RuntimeError("audit.record_many() must run inside the transaction of the change it records")
     if not entries:
         return []
-    texts: list[str | None] = []
-    for e in entries:
-        texts += [
-            None if v is None else json.dumps(v, default=str, sort_keys=True) for v in (e.before, e.after)
+    try:
+        values = [_as_stored_here(v)[1] for e in entries for v in (e.before, e.after)]
+    except _NotExact:
+        texts = [
+            None if v is None else json.dumps(v, default=str, sort_keys=True)
+            for e in entries
+            for v in (e.before, e.after)
         ]
-    stored = await db.fetch(
-        "SELECT t::jsonb::text AS v FROM unnest({}::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", texts
-    )
-    values = [None if r["v"] is None else json.loads(r["v"]) for r in stored]
-    await AuditEvent.raw("SELECT pg_advisory_xact_lock({})", _LOCK_KEY)
-    last = (
-        await AuditEvent.select(AuditEvent.seq, AuditEvent.hash)
-        .order_by(AuditEvent.seq, ascending=False)
-        .first()
-    )
+        stored = await tx.connection.fetch(
+            "SELECT t::jsonb::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", texts
+        )
+        values = [None if r["v"] is None else json.loads(r["v"]) for r in stored]
+    await tx.connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+    last = await tx.connection.fetchrow("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
     prev_hash = last["hash"] if last else GENESIS
     seq = (last["seq"] + 1) if last else 1
     now = datetime.now(UTC)
@@ -191,13 +249,13 @@ async def record_many(actor: Actor, entries: Sequence[Entry]) -> list[int]:
         for name in _MANY_COLUMNS:
             columns[name].append(row[name])
         prev_hash = digest
-    await db.fetch(
+    await tx.connection.execute(
         "INSERT INTO audit_events (seq, occurred_at, actor_kind, actor_id, actor_label, action, subject_type, "
         "subject_id, before, after, ip, user_agent, prev_hash, hash) "
         "SELECT seq, occurred_at, actor_kind, actor_id, actor_label, action, subject_type, subject_id, "
         "before::jsonb, after::jsonb, ip, user_agent, prev_hash, hash FROM unnest("
-        "{}::bigint[], {}::timestamptz[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], "
-        "{}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[]) "
+        "$1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+        "$8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[]) "
         "AS u(seq, occurred_at, actor_kind, actor_id, actor_label, action, subject_type, subject_id, "
         "before, after, ip, user_agent, prev_hash, hash)",
         *(columns[name] for name in _MANY_COLUMNS),

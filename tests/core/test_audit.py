@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import psycopg
 import pytest
@@ -223,6 +224,7 @@ async def test_concurrent_writers_never_fork_the_chain(database):
     assert [r["seq"] for r in rows] == list(range(1, 31))
     assert sorted(int(r["subject_id"]) for r in rows) == list(range(30))
     assert len({r["prev_hash"] for r in rows}) == 30
+    assert [r["occurred_at"] for r in rows] == sorted(r["occurred_at"] for r in rows)
     assert (await audit.verify()) == audit.VerifyResult(ok=True, checked=30)
 
 
@@ -348,3 +350,63 @@ async def test_values_the_database_normalises_still_verify(database):
             after={"nested": [{"x": 1e22}, None, True], "text": 'ü " \\ </script>'},
         )
     assert (await audit.verify()).ok
+
+
+def test_the_canonical_text_is_cut_exactly_around_the_time_and_the_sequence_number():
+    """`audit_append()` hashes head + time + mid + seq + tail in SQL; it must be canonical(row)."""
+    at = datetime(2026, 11, 24, 15, 20, 1, 7, tzinfo=UTC)
+    row = {
+        "actor_kind": "staff",
+        "actor_id": "7",
+        "actor_label": "é@staff.test",
+        "action": "test.cut",
+        "subject_type": "thing",
+        "subject_id": None,
+        "before": {"occurred_at": "", "seq": 0, "subject_id": "x"},
+        "after": ["😀", '\n\t"', 10**30, True, None],
+        "ip": None,
+        "user_agent": "agent/1.0",
+    }
+    head, mid, tail = audit.canonical_parts(row)
+    assert head + at.isoformat(timespec="microseconds") + mid + "12345" + tail == audit.canonical(
+        {**row, "seq": 12345, "occurred_at": at}
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"s": 'é 😀 \u2028 \x01 \\ " </script>', "i": -(10**25), "b": [True, False, None], "e": {}, "l": []},
+        {"when": datetime(2026, 1, 2, tzinfo=UTC), "amount": Decimal("1.50")},
+        {"f": 0.1, "big": 1e300, "neg": -0.0, "exp": 1.5e-7},
+        [1, [2, [3, {"4": 5.0}]]],
+        12,
+    ],
+)
+async def test_values_read_back_without_the_database_are_what_jsonb_gives_back(database, value):
+    async with transaction():
+        try:
+            _, here = audit._as_stored_here(value)
+        except audit._NotExact:
+            here = "asks the database"
+        stored, _ = await audit._as_stored(value, None)
+        assert here in (stored, "asks the database")
+        await audit.record(ACTOR, "test.value", "thing", 1, before=value, after={"x": value})
+        await audit.record_many(ACTOR, [audit.Entry("test.many", "thing", 2, value, [value])])
+    row = (await chain())[0]
+    assert json.loads(row["before"]) == stored
+    assert (await audit.verify()) == audit.VerifyResult(ok=True, checked=2)
+
+
+async def test_record_and_record_many_extend_one_chain(database):
+    async with transaction():
+        assert await audit.record(ACTOR, "test.one", "thing", 1, after={"n": 1.25}) == 1
+        entries = [audit.Entry("test.many", "thing", i, after={"n": i}) for i in range(3)]
+        assert await audit.record_many(ACTOR, entries) == [2, 3, 4]
+        assert await audit.record(ACTOR, "test.two", "thing", 2) == 5
+    async with transaction():
+        assert await audit.record_many(ACTOR, [audit.Entry("test.f", "thing", 9, {"x": 1e16})]) == [6]
+    rows = await chain()
+    assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert json.loads(rows[5]["before"]) == {"x": 10000000000000000}
+    assert (await audit.verify()) == audit.VerifyResult(ok=True, checked=6)
