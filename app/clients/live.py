@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.clients import bulk, services
+from app.clients import bulk_runs, services
 from app.core.auth.principal import Principal
 from app.core.errors import NotFound
 from app.core.live import Event, render_template, renderer
@@ -43,7 +43,7 @@ async def bulk_progress(viewer: Principal, event: Event) -> str | None:
     if not (viewer.is_staff and event.topic == f"staff:user:{viewer.id}"):
         return None
     try:
-        run = await bulk.run_for(viewer, int(event.ids["run_id"]))
+        run = await bulk_runs.run_for(viewer, int(event.ids["run_id"]))
     except (NotFound, KeyError, ValueError):
         return None
     if run["staff"] != viewer.id:

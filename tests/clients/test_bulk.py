@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.clients import bulk, tags
+from app.clients import bulk, bulk_runs, tags
 from app.clients.jobs import resume_stalled_bulk_runs, run_client_bulk
 from app.clients.tables import Client, ClientBulkRun, ClientTag
 from app.core import db, jobs
@@ -321,7 +321,7 @@ async def test_a_client_leaving_the_agents_scope_mid_run_is_not_touched(personas
     assert await tagged("late") == mine[:-1]
     row = await run_row(run_id)
     assert (row["total"], row["done"], row["failed"]) == (60, 59, 0)
-    assert bulk._present(row)["unmatched"] == 1
+    assert bulk_runs._present(row)["unmatched"] == 1
 
 
 # --- large selections: a job with live progress -------------------------------------------------

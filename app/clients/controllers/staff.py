@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.plugins.htmx import HTMXRequest
 from litestar.response import Template
 
-from app.clients import bulk, lifecycle, services, tags
+from app.clients import bulk, bulk_runs, lifecycle, services, tags
 from app.clients.filters import COLUMNS, SORTS, ClientFilters
 from app.clients.tables import STAGES
 from app.core.auth.guards import requires_roles
@@ -30,7 +30,7 @@ async def _list_context(request: Request, filters: ClientFilters, **extra: Any) 
     choices = {} if is_fragment_request(request) else await services.list_choices(p)
     if not is_fragment_request(request):
         choices["tag_suggestions"] = await tags.suggestions_for(p)
-        choices["bulk_runs"] = await bulk.recent_runs_for(p)
+        choices["bulk_runs"] = await bulk_runs.recent_runs_for(p)
         choices["can_import"] = p.has_role(*import_services.ROLES)
     return {
         **page,
@@ -266,7 +266,7 @@ class StaffClients(Controller):
             )
             return Template("clients/staff_list.html", context=context, status_code=422)
         if request.htmx:
-            run = await bulk.run_for(p, run_id)
+            run = await bulk_runs.run_for(p, run_id)
             # A run done in the request changed rows on screen: the list reloads them (same filters).
             headers = {"HX-Trigger": "bulk-done"} if run["status"] == "finished" else {}
             return Template("clients/_bulk_progress.html", context={"run": run}, headers=headers)
@@ -274,5 +274,5 @@ class StaffClients(Controller):
 
     @get("/bulk/{run_id:int}")
     async def bulk_run(self, request: Request, run_id: int) -> Template:
-        run = await bulk.run_for(principal(request), run_id)
+        run = await bulk_runs.run_for(principal(request), run_id)
         return render(request, "clients/bulk_run.html", {"run": run}, partial="clients/_bulk_progress.html")
