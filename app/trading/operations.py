@@ -402,6 +402,9 @@ async def _finish(
             after=after,
         )
         if status == "done":
+            from app.funding import trading_books  # funding builds on trading: imported when used
+
+            await trading_books.settle({**op, "ticket": ticket}, actor)
             await live.publish(f"client:{op['client_id']}", "trading.account", account_id=op["account_id"])
 
 
