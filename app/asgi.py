@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
 
     import app.clients.live  # noqa: F401  (registers live renderers)
     import app.clients.live_panels  # noqa: F401  (registers the client page's live panels and its watch)
+    import app.funding.live  # noqa: F401  (registers the wallet pages' and finance queues' live rows)
     import app.imports.live  # noqa: F401  (registers the import progress renderer)
     import app.kyc.live  # noqa: F401  (registers the documents page's live cards)
     import app.kyc.live_staff  # noqa: F401  (registers the review queue's and client page's KYC updates)
@@ -58,6 +59,8 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
     import app.workbench.live  # noqa: F401  (registers live renderers)
     from app.clients.controllers import ClientExport, StaffClients, portal_router
     from app.funding.controllers import STAFF_CONTROLLERS as FUNDING_STAFF_CONTROLLERS
+    from app.funding.controllers import api_router as funding_api_router
+    from app.funding.controllers import portal_router as funding_portal_router
     from app.imports.controllers import ClientImports
     from app.integrations.controllers import ApiKeys
     from app.kyc.controllers import STAFF_CONTROLLERS as KYC_STAFF_CONTROLLERS
@@ -98,7 +101,9 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
         staff_router.register(trading_controller)
     staff_router.register(AccountBalance)  # an account's balance operations (credit, bonus, …)
     staff_router.register(SyncOps)  # Accounts › Sync: each server's sync health, "sync now"
-    for funding_controller in FUNDING_STAFF_CONTROLLERS:  # Funding › Payment methods
+    for (
+        funding_controller
+    ) in FUNDING_STAFF_CONTROLLERS:  # Funding: payment methods, queues, statements, reconciliation
         staff_router.register(funding_controller)
 
     owns_pool = False
@@ -134,6 +139,8 @@ def create_app(settings: Settings | None = None, *, start_queue: bool = True) ->
             portal_router,
             kyc_portal_router(),
             trading_portal_router(),
+            funding_portal_router(),
+            funding_api_router(),
             partner_router,
             ReferralLinks,
             api_router,

@@ -31,7 +31,8 @@ JOB_MODULES += ("app.kyc.jobs",)
 JOB_MODULES += ("app.screening.jobs",)
 JOB_MODULES += ("app.trading.operation_jobs",)
 JOB_MODULES += ("app.trading.jobs",)
-JOB_MODULES += ("app.funding.jobs",)
+JOB_MODULES += ("app.funding.jobs", "app.funding.deposit_jobs", "app.funding.crypto_jobs")
+JOB_MODULES += ("app.funding.withdrawal_jobs", "app.funding.transfer_jobs")
 
 _functions: dict[str, Callable[..., Any]] = {}
 _crons: list[CronJob] = []

@@ -3,13 +3,23 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from app.funding.tables import (
+    CryptoAddress,
+    Deposit,
+    FundingPolicy,
+    FxRate,
     Hold,
+    IdempotentRequest,
     LedgerAccount,
     LedgerPosting,
     LedgerTransaction,
     PaymentMethod,
     ReconciliationRun,
+    StatementImport,
+    StatementLine,
+    Transfer,
     WebhookEvent,
+    Withdrawal,
+    WithdrawalApproval,
 )
 
 APP_CONFIG = AppConfig(
@@ -23,6 +33,16 @@ APP_CONFIG = AppConfig(
         ReconciliationRun,
         WebhookEvent,
         PaymentMethod,
+        FundingPolicy,
+        FxRate,
+        Deposit,
+        Withdrawal,
+        WithdrawalApproval,
+        Transfer,
+        IdempotentRequest,
+        StatementImport,
+        StatementLine,
+        CryptoAddress,
     ],
     migration_dependencies=["app.clients.piccolo_app", "app.trading.piccolo_app"],
     commands=[],

@@ -401,10 +401,12 @@ async def _finish(
             op["op_id"],
             after=after,
         )
-        if status == "done":
-            from app.funding import trading_books  # funding builds on trading: imported when used
+        from app.funding import operation_hooks  # funding builds on trading: imported when used
 
-            await trading_books.settle({**op, "ticket": ticket}, actor)
+        await operation_hooks.on_settled(
+            {**op, "ticket": ticket, "status": status, "last_error": error}, status, actor
+        )
+        if status == "done":
             await live.publish(f"client:{op['client_id']}", "trading.account", account_id=op["account_id"])
 
 

@@ -1,0 +1,1 @@
+"""Funding background jobs: crypto_jobs (being written)."""

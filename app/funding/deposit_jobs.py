@@ -1,0 +1,1 @@
+"""Funding background jobs: deposit_jobs (being written)."""

@@ -1,0 +1,1 @@
+"""Live renderers for funding (being written)."""

@@ -1,0 +1,1 @@
+"""Funding background jobs: transfer_jobs (being written)."""

@@ -1,0 +1,1 @@
+"""Funding background jobs: withdrawal_jobs (being written)."""
