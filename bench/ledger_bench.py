@@ -1,19 +1,24 @@
-"""Ledger benchmark: transfers per second through the service layer, and the reconciliation of
-1,000,000 postings.
+"""Ledger benchmark: transfers per second through the service layer, with the audit record and
+without, and the reconciliation of 1,000,000 postings.
 
 Not a test: it prints figures (the issue's targets: ≥ 2,000 transfers/s on one worker, and the
 reconciliation of 1,000,000 postings in < 60 s) and exits non-zero only when the ledger itself
-goes wrong (an error other than a refusal, or a difference where none was made). The database is
-`DATABASE_URL` when set (treat it as a scratch database), else a fresh `fxcrm_ledger_bench` on the
-PostgreSQL at 127.0.0.1:5432, dropped afterwards unless `--keep`.
+goes wrong (an error other than a refusal, a broken audit chain, or a difference where none was
+made). The database is `DATABASE_URL` when set (treat it as a scratch database), else a fresh
+`fxcrm_ledger_bench` on the PostgreSQL at 127.0.0.1:5432, dropped afterwards unless `--keep`.
 
     .venv/bin/python bench/ledger_bench.py [--wallets 1000] [--seconds 8] [--concurrency 1,8,16]
-                                           [--postings 1000000] [--keep]
+                                           [--rounds 1] [--compare] [--postings 1000000] [--keep]
 
 1. Throughput: `--wallets` clients with a funded USD wallet each; every task loops on
-   `ledger.transfer` (wallet → wallet, its own key, its own pooled connection) for `--seconds`,
-   once with the ledger's audit record per transaction (`audit=True`, the default) and once
-   without (`audit=False`: a caller that audits the business event itself).
+   `ledger.transfer` (wallet → wallet, its own key, its own pooled connection, no outer
+   transaction: each transfer is its own committed transaction) for `--seconds`. For each number
+   of tasks, twice back to back: with the ledger's audit record (`audit=True`, the default: the
+   posting and its audit row are one statement, `funding_post_audited()`) and without
+   (`audit=False`, the baseline: a caller that audits the business event itself), and the ratio
+   of the two. `--compare` adds the way it was done before (posting, then `audit.record()`, in
+   one transaction). `--rounds` repeats all this (on a shared machine, compare within a round).
+   Then the whole audit chain is verified (`audit.verify()`).
 2. Reconciliation: `--postings` more postings (deposits and fees over the same wallets) loaded with
    COPY — triggers off for the load only (`session_replication_role = replica`): the commit check
    would otherwise re-sum every transaction, and this data is balanced by construction — and the
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +48,6 @@ if str(ROOT) not in sys.path:
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 BENCH_DB = "fxcrm_ledger_bench"
-STATUS = Path("/tmp/trading-status/ledger.md")  # noqa: S108  (the team's shared notes)
 CENT = Decimal("0.01")
 HEADER = (
     f"{'tasks':>5} {'audit':>6} {'transfers':>10} {'seconds':>8} {'transfers/s':>12} "
@@ -59,6 +64,7 @@ class Throughput:
     seconds: float
     python_cpu: float  # CPU seconds of this process during the run
     postgres_cpu: float | None  # CPU seconds of the database's backends (None: not on this machine)
+    two_step: bool = False  # the way before funding_post_audited(): post, then audit.record()
 
     def per_transfer_ms(self, cpu: float | None) -> str:
         return "-" if cpu is None or not self.done else f"{cpu / self.done * 1000:.2f}"
@@ -66,6 +72,13 @@ class Throughput:
     @property
     def rate(self) -> float:
         return self.done / self.seconds
+
+    def line(self) -> str:
+        return (
+            f"{self.tasks:>5} {'2-step' if self.two_step else 'yes' if self.audit else 'no':>6} {self.done:>10,} {self.seconds:>8.1f} "
+            f"{self.rate:>12,.0f} {self.per_transfer_ms(self.python_cpu):>14} "
+            f"{self.per_transfer_ms(self.postgres_cpu):>16}"
+        )
 
 
 def server_and_db(keep_db: bool) -> tuple[str, str | None]:
@@ -105,7 +118,13 @@ async def setup_wallets(count: int) -> tuple[list[int], int]:
     return wallets, clearing
 
 
-async def measure(wallets: list[int], tasks: int, seconds: float, audit: bool) -> Throughput:
+async def measure(
+    wallets: list[int], tasks: int, seconds: float, audit: bool, two_step: bool = False
+) -> Throughput:
+    """`two_step`: what `ledger.transfer` did before funding_post_audited() (for comparison): the
+    posting, then `audit.record()`, in one transaction: two statements and a commit, the audit
+    chain's lock held from the second to the end of the commit's disk flush."""
+    from app.core import audit as audit_trail
     from app.core import db
     from app.core.audit import Actor
     from app.funding import ledger
@@ -123,8 +142,15 @@ async def measure(wallets: list[int], tasks: int, seconds: float, audit: bool) -
         while time.perf_counter() < stop_at:
             a, b = rnd.sample(wallets, 2)
             try:
-                await ledger.transfer(actor, "transfer", debit=a, credit=b, amount=CENT,
-                                      idempotency_key=uuid.uuid4().hex, audit=audit)  # fmt: skip
+                if two_step:
+                    async with db.transaction():
+                        p = await ledger.transfer(actor, "transfer", debit=a, credit=b, amount=CENT,
+                                                  idempotency_key=uuid.uuid4().hex, audit=False)  # fmt: skip
+                        await audit_trail.record(actor, "funding.transaction.posted", "funding_transaction", p.id,
+                                                 after=ledger._view(p))  # fmt: skip
+                else:
+                    await ledger.transfer(actor, "transfer", debit=a, credit=b, amount=CENT,
+                                          idempotency_key=uuid.uuid4().hex, audit=audit)  # fmt: skip
                 done += 1
             except InsufficientFunds:
                 refused += 1
@@ -145,7 +171,7 @@ async def measure(wallets: list[int], tasks: int, seconds: float, audit: bool) -
     elapsed = time.perf_counter() - started
     pg_after = backend_cpu(pids)
     pg = None if pg_before is None or pg_after is None else pg_after - pg_before
-    return Throughput(tasks, audit, done, refused, elapsed, time.process_time() - py_before, pg)
+    return Throughput(tasks, audit, done, refused, elapsed, time.process_time() - py_before, pg, two_step)
 
 
 def backend_cpu(pids: list[int]) -> float | None:
@@ -222,23 +248,42 @@ async def run(args: argparse.Namespace, url: str) -> int:
     use_settings(load_settings({"APP_ENV": "development", "DATABASE_URL": url, "SECRET_KEY": "x" * 48}))
     await db.start_pool(min_size=1, max_size=4)
     ok = True
-    report: list[str] = []
     try:
         await migrate()
         t0 = time.perf_counter()
         wallets, clearing = await setup_wallets(args.wallets)
         print(f"setup: {len(wallets):,} funded wallets in {time.perf_counter() - t0:.1f} s", flush=True)
         print(HEADER)
-        for audit in (True, False):
+        results: list[Throughput] = []
+        for round_no in range(args.rounds):
+            if args.rounds > 1:
+                print(f"round {round_no + 1} of {args.rounds}", flush=True)
             for tasks in args.concurrency:
-                r = await measure(wallets, tasks, args.seconds, audit)
-                ok &= r.refused == 0
-                line = (
-                    f"{r.tasks:>5} {'yes' if audit else 'no':>6} {r.done:>10,} {r.seconds:>8.1f} {r.rate:>12,.0f} "
-                    f"{r.per_transfer_ms(r.python_cpu):>14} {r.per_transfer_ms(r.postgres_cpu):>16}"
+                pair = []
+                for audit in (True, False):
+                    r = await measure(wallets, tasks, args.seconds, audit)
+                    ok &= r.refused == 0
+                    pair.append(r)
+                    print(r.line(), flush=True)
+                print(
+                    f"{'':>5} {'ratio':>6} audited / unaudited = {pair[0].rate / pair[1].rate:.2f}",
+                    flush=True,
                 )
-                print(line, flush=True)
-                report.append(line)
+                results += pair
+                if args.compare:
+                    r = await measure(wallets, tasks, args.seconds, True, two_step=True)
+                    ok &= r.refused == 0
+                    print(r.line(), flush=True)
+                    results.append(r)
+        await db.close_pool()
+        await db.start_pool(min_size=1, max_size=4)
+        t0 = time.perf_counter()
+        chain = await verify_chain()
+        ok &= chain.ok
+        chain_line = f"audit chain: {chain.checked:,} rows verified in {time.perf_counter() - t0:.1f} s: " + (
+            "ok" if chain.ok else f"BROKEN at seq {chain.bad_seq}: {chain.reason}"
+        )
+        print(chain_line, flush=True)
         await db.close_pool()
         await db.start_pool(min_size=1, max_size=4)
         load = await load_postings(wallets, clearing, args.postings)
@@ -261,27 +306,51 @@ async def run(args: argparse.Namespace, url: str) -> int:
             ),
         ]
         print("\n".join(rec))
-        report += rec
+        print("\n".join(summary(results, args.concurrency) + [chain_line, rec[0]]))
     finally:
         await db.close_pool()
-    best = max((float(x.split()[4].replace(",", "")) for x in report[: 2 * len(args.concurrency)]), default=0)
-    print(f"best throughput: {best:,.0f} transfers/s (target ≥ 2,000: {'PASS' if best >= 2000 else 'FAIL'})")
-    write_status(args, report)
     return 0 if ok else 1
 
 
-def write_status(args: argparse.Namespace, report: list[str]) -> None:
-    try:
-        STATUS.parent.mkdir(parents=True, exist_ok=True)
-        old = STATUS.read_text() if STATUS.exists() else ""
-        head = old.split("\n## bench", 1)[0].rstrip()
-        when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-        body = "\n".join(["", "", f"## bench ({when}, {args.wallets} wallets, {args.seconds:g} s per run)", "",
-                          "```", HEADER,
-                          *report, "```", ""])  # fmt: skip
-        STATUS.write_text(head + body)
-    except OSError:
-        pass
+def summary(results: list[Throughput], concurrency: list[int]) -> list[str]:
+    """Per configuration: the range over the rounds; then the verdict on the audited figure."""
+    lines = ["", "transfers/s (min–max over rounds):"]
+    steps = [r for r in results if r.two_step]
+    results = [r for r in results if not r.two_step]
+    for tasks in concurrency:
+        rates = {
+            audit: sorted(r.rate for r in results if r.tasks == tasks and r.audit == audit)
+            for audit in (True, False)
+        }
+        ratios = sorted(a / b for a, b in zip(*(
+            [r.rate for r in results if r.tasks == tasks and r.audit == audit] for audit in (True, False)
+        ), strict=True))  # fmt: skip
+        lines.append(
+            f"  {tasks:>2} task(s): with audit {_span(rates[True])}, without {_span(rates[False])}, "
+            f"ratio {ratios[0]:.2f}–{ratios[-1]:.2f}"
+        )
+        old = sorted(r.rate for r in steps if r.tasks == tasks)
+        if old:
+            lines.append(
+                f"  {tasks:>2} task(s): with audit the 2-step way (before funding_post_audited) {_span(old)}"
+            )
+    best_audited = max(r.rate for r in results if r.audit)
+    best_bare = max(r.rate for r in results if not r.audit)
+    lines.append(
+        f"best with the audit record: {best_audited:,.0f} transfers/s (target ≥ 2,000: "
+        f"{'PASS' if best_audited >= 2000 else 'FAIL'}); best without: {best_bare:,.0f}/s"
+    )
+    return lines
+
+
+def _span(values: list[float]) -> str:
+    return f"{values[0]:,.0f}" if len(values) == 1 else f"{values[0]:,.0f}–{values[-1]:,.0f}"
+
+
+async def verify_chain() -> Any:
+    from app.core import audit
+
+    return await audit.verify()
 
 
 def main() -> int:
@@ -291,6 +360,8 @@ def main() -> int:
     parser.add_argument("--wallets", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 16])
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the throughput runs")
+    parser.add_argument("--compare", action="store_true", help="also measure the 2-step audited transfer")
     parser.add_argument("--postings", type=int, default=1_000_000)
     parser.add_argument("--keep", action="store_true", help="keep the bench database")
     args = parser.parse_args()

@@ -8,7 +8,9 @@ other instead of forking it; the lock is released at commit, when the row become
 Every audited write holds that lock from its audit row to its commit, so `record` keeps that
 stretch short: one round trip (`audit_append()`, migrations/core/core_0004_audit_append.py) takes
 the lock, reads the last row, hashes and inserts; Python only builds the canonical JSON around the
-time and the sequence number, which are known under the lock.
+time and the sequence number, which are known under the lock. A SQL function that writes a change
+and its audit row in one statement (the ledger's `funding_post_audited()`) gets the canonical JSON
+from `pending()` with holes for what only it knows, and calls `audit_append()` itself.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 from app.core import db
@@ -25,7 +28,7 @@ from app.core.db import DB
 from app.core.tables import AuditEvent
 
 GENESIS = "0" * 64
-_LOCK_KEY = 0x66786372  # "fxcr": one chain, one lock
+LOCK_KEY = 0x66786372  # "fxcr": one chain, one lock
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def _fields(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dumps(body: dict[str, Any]) -> str:
+def _dumps(body: Any) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -141,22 +144,17 @@ async def record(
     if tx is None:
         raise RuntimeError("audit.record() must run inside the transaction of the change it records")
     before, after, before_text, after_text = await _stored_texts(before, after)
-    row: dict[str, Any] = {
-        "actor_kind": actor.kind,
-        "actor_id": None if actor.id is None else str(actor.id),
-        "actor_label": actor.label[:255],
+    row: dict[str, Any] = _actor_columns(actor) | {
         "action": action,
         "subject_type": subject_type,
         "subject_id": None if subject_id is None else str(subject_id),
         "before": before,
         "after": after,
-        "ip": actor.ip,
-        "user_agent": (actor.user_agent or None) and actor.user_agent[:400],
     }
     head, mid, tail = canonical_parts(row)
     seq = await tx.connection.fetchval(
         _APPEND_SQL,
-        _LOCK_KEY,
+        LOCK_KEY,
         head.encode(),
         mid.encode(),
         tail.encode(),
@@ -175,6 +173,62 @@ async def record(
 
 
 _APPEND_SQL = "SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+
+
+def canonical_cut(fields: dict[str, Any], holes: Sequence[str]) -> list[str]:
+    """`_dumps(fields)` cut out around the values of `holes` (keys of `fields`, whose values are
+    ignored): len(holes) + 1 pieces, to be joined with those values' canonical JSON in key order."""
+    pieces: list[str] = []
+    current = "{"
+    for i, key in enumerate(sorted(fields)):
+        current += ("," if i else "") + _dumps(key) + ":"
+        if key in holes:
+            pieces.append(current)
+            current = ""
+        else:
+            current += _dumps(fields[key])
+    pieces.append(current + "}")
+    return pieces
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An audit row that a SQL function writes through `audit_append()` once it knows the row's
+    `after` (its canonical JSON text) and `subject_id`, as well as the time and the sequence number
+    that `audit_append()` fills in: the hash covers parts[0] + after + parts[1] + occurred_at +
+    parts[2] + seq + parts[3] + subject_id + parts[4] (UTF-8), the same canonical JSON as `record`.
+    `migrations/funding/funding_0012_post_audited.py` is the one user."""
+
+    action: str
+    subject_type: str
+    actor: tuple[str | None, ...]  # kind, id, label, ip, user_agent: the columns, in that order
+    parts: tuple[bytes, ...]
+
+
+@lru_cache(maxsize=1024)
+def pending(actor: Actor, action: str, subject_type: str) -> Pending:
+    """The audit row `record(actor, action, subject_type, <id>, after=<object>)` would write, with
+    `after` and the subject id left for the database (an object's canonical JSON is sorted, compact
+    and ensure_ascii=False: `canonical_cut` builds it). Cached: an actor makes many of them."""
+    row = _actor_columns(actor) | {"action": action, "subject_type": subject_type}
+    row |= {"subject_id": None, "before": None, "after": None}
+    fields = {"seq": None, "occurred_at": None, **_fields(row)}
+    head, after_ip, mid, tail_head, tail = canonical_cut(
+        fields, ("after", "occurred_at", "seq", "subject_id")
+    )
+    parts = (head, after_ip + '"', '"' + mid, tail_head + '"', '"' + tail)
+    columns = tuple(row[k] for k in ("actor_kind", "actor_id", "actor_label", "ip", "user_agent"))
+    return Pending(action, subject_type, columns, tuple(p.encode() for p in parts))
+
+
+def _actor_columns(actor: Actor) -> dict[str, Any]:
+    return {
+        "actor_kind": actor.kind,
+        "actor_id": None if actor.id is None else str(actor.id),
+        "actor_label": actor.label[:255],
+        "ip": actor.ip,
+        "user_agent": (actor.user_agent or None) and actor.user_agent[:400],
+    }
 
 
 def canonical_parts(row: dict[str, Any]) -> tuple[str, str, str]:
@@ -221,7 +275,7 @@ async def record_many(actor: Actor, entries: Sequence[Entry]) -> list[int]:
             "SELECT t::jsonb::text AS v FROM unnest($1::text[]) WITH ORDINALITY AS u(t, n) ORDER BY n", texts
         )
         values = [None if r["v"] is None else json.loads(r["v"]) for r in stored]
-    await tx.connection.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+    await tx.connection.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
     last = await tx.connection.fetchrow("SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1")
     prev_hash = last["hash"] if last else GENESIS
     seq = (last["seq"] + 1) if last else 1

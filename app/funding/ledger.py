@@ -23,8 +23,12 @@ locks the accounts it touches with `SELECT … FOR UPDATE` in id order (so two t
 same accounts queue instead of deadlocking), checks currencies, precision, balance per currency and
 the wallets' funds under those locks, then writes the transaction, its postings and the new cached
 balances. A refusal comes back as a row, never half-written, so inside a caller's transaction the
-caller can carry on. Outside one (and without an audit record) the statement is its own
-transaction: one round trip per transfer.
+caller can carry on. With the audit record (the default) the statement is
+`funding_post_audited()` (migrations/funding/funding_0012), which also appends the audit row of
+what it posted, in the same transaction; outside a caller's transaction the statement is its own
+transaction: one statement per transfer, audited, and the audit chain's lock is held only for
+the end of that statement and its commit, not for the disk flush (it commits early, and the
+caller waits for the flush before reporting success).
 
 Idempotency: every transaction carries a unique key. Posting again with a used key returns the
 first transaction (`replayed=True`) if the content (kind, postings, reference, memo) is the same,
@@ -163,8 +167,17 @@ async def transfer(
 # One statement does the locking, checking and writing (`funding_post`, in
 # migrations/funding/funding_0002_constraints.py): one round trip instead of four, which is most of
 # a posting's cost. It answers with a refusal row instead of raising, so nothing is written and the
-# caller's transaction stays usable.
+# caller's transaction stays usable. With the audit record, `funding_post_audited`
+# (migrations/funding/funding_0012_post_audited.py) also writes the audit row of what it posted.
 _POST_SQL = "SELECT * FROM funding_post($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10)"
+_POST_AUDITED_SQL = (
+    "SELECT * FROM funding_post_audited($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10, "
+    "$11, $12, $13, $14::text[], $15::bytea[], $16::text[], $17)"
+)
+# After an audited posting that committed early (see funding_0012): a transaction with an xid
+# commits synchronously, so this returns once the WAL is on disk up to and past that posting.
+_DURABLE_SQL = "SELECT pg_current_xact_id()"
+_AUDIT_ACTION = "funding.transaction.posted"
 
 
 async def _post(
@@ -179,35 +192,34 @@ async def _post(
     reverses_id: int | None = None,
     holds_ok: bool = False,
 ) -> Posted:
+    """One statement, with its audit row when `audit_it`, in the caller's transaction (the audit
+    chain's lock is then held until the caller commits) or, without one, as its own transaction:
+    the chain's lock is then held neither across the network nor, as it commits early and then
+    waits for the flush (see funding_0012), across the disk flush."""
     key = _check_key(idempotency_key)
     reference, memo = reference.strip()[:200], memo.strip()
     lines = _raw_lines(postings)
     created_by = _label(actor)
-    args = (
-        kind,
-        key,
-        _fingerprint(kind, lines, reference, memo, reverses_id),
-        reference,
-        memo,
-        created_by,
-        reverses_id,
-        [a for a, _ in lines],
-        [m for _, m in lines],
-        holds_ok,
-    )
-    if DB.current_transaction.get() is None and not audit_it:  # one statement is its own transaction
+    fingerprint = _fingerprint(kind, lines, reference, memo, reverses_id)
+    args: list[Any] = [kind, key, fingerprint, reference, memo, created_by, reverses_id]
+    args += [[a for a, _ in lines], [m for _, m in lines], holds_ok]
+    tx = DB.current_transaction.get()
+    sql = _POST_SQL
+    if audit_it:
+        row = audit.pending(actor, _AUDIT_ACTION, "funding_transaction")
+        view = _view_fields(kind, key, reference, memo, reverses_id) | {"postings": None}
+        sql = _POST_AUDITED_SQL
+        args += [audit.LOCK_KEY, row.action, row.subject_type, list(row.actor), list(row.parts)]
+        args += [audit.canonical_cut(view, ("postings",)), tx is None]  # commit early: its own transaction
+    if tx is not None:
+        rows = await tx.connection.fetch(sql, *args)
+    else:
         assert DB.pool is not None, "database pool not started"
         async with DB.pool.acquire() as conn:
-            rows = await conn.fetch(_POST_SQL, *args)
-        return await _outcome(rows, kind, key, reference, memo, created_by, reverses_id)
-    async with db.transaction():
-        rows = await _connection().fetch(_POST_SQL, *args)
-        posted = await _outcome(rows, kind, key, reference, memo, created_by, reverses_id)
-        if audit_it and not posted.replayed:
-            await audit.record(
-                actor, "funding.transaction.posted", "funding_transaction", posted.id, after=_view(posted)
-            )
-    return posted
+            rows = await conn.fetch(sql, *args)
+            if audit_it and rows[0]["outcome"] in ("posted", "replay"):  # durable before it is reported
+                await conn.fetchval(_DURABLE_SQL)
+    return await _outcome(rows, kind, key, reference, memo, created_by, reverses_id)
 
 
 async def _outcome(
@@ -308,14 +320,19 @@ def _label(actor: Actor) -> str:
 
 
 def _view(posted: Posted) -> dict[str, Any]:
-    """What the audit trail keeps of a transaction."""
+    """What the audit trail keeps of a transaction (`funding_post_audited` writes the same)."""
+    return _view_fields(
+        posted.kind, posted.idempotency_key, posted.reference, posted.memo, posted.reverses_id
+    ) | {"postings": [[x.account_id, str(x.amount), x.currency] for x in posted.lines]}
+
+
+def _view_fields(kind: str, key: str, reference: str, memo: str, reverses_id: int | None) -> dict[str, Any]:
     return {
-        "kind": posted.kind,
-        "idempotency_key": posted.idempotency_key,
-        "reference": posted.reference,
-        "memo": posted.memo,
-        "reverses_id": posted.reverses_id,
-        "postings": [[x.account_id, str(x.amount), x.currency] for x in posted.lines],
+        "kind": kind,
+        "idempotency_key": key,
+        "reference": reference,
+        "memo": memo,
+        "reverses_id": reverses_id,
     }
 
 
