@@ -106,12 +106,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Everything for a demo in one command: MT5 simulator, migrate, demo data, worker, web."""
+    """Everything for a demo in one command: MT5 and payment simulators, migrate, demo data, worker, web."""
     procs: list[subprocess.Popen] = []
     try:
         sim = _start_simulator()
         if sim is not None:
             procs.append(sim)
+        pay_sim = _start_pay_simulator()
+        if pay_sim is not None:
+            procs.append(pay_sim)
         cmd_demo(args) if args.demo else cmd_migrate(argparse.Namespace(verbose=False))
         settings = get_settings()
         env = dict(os.environ)
@@ -203,6 +206,51 @@ def cmd_mt5_sim(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def cmd_pay_sim(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from app.funding.providers.sim.server import Options, run
+
+    settings = get_settings()
+    pay = settings.payments
+    return run(
+        Options(
+            host=args.host, port=args.port,
+            state=Path(args.state) if args.state else settings.var_dir / "pay-sim.sqlite3",
+            api_key=pay.sim_api_key, webhook_secret=pay.webhook_secret,
+            webhook_url=args.webhook_url or f"{settings.base_url}/api/funding/webhooks/simcard",
+            public_url=args.public_url or "", block_seconds=args.block_seconds,
+        )
+    )  # fmt: skip
+
+
+def _start_pay_simulator() -> subprocess.Popen | None:
+    """The demo's card/e-wallet provider (and simulated chain): its own process, at PAYSIM_URL."""
+    import time
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    pay = get_settings().payments
+    if not pay.sim_enabled:
+        return None
+    url = urlsplit(pay.sim_url)
+    args = [sys.executable, "-m", "app", "pay-sim", "--host", url.hostname or "127.0.0.1",
+            "--port", str(url.port or 80), "--block-seconds", "10"]  # fmt: skip
+    proc = subprocess.Popen(args, env=dict(os.environ))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the payment simulator exited with {proc.returncode}")
+        try:
+            httpx.get(f"{pay.sim_url}/sim/status", timeout=2).raise_for_status()
+            return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.terminate()
+    raise SystemExit("the payment simulator did not start within 30 s")
+
+
 SIM_HOST, SIM_PORT = "127.0.0.1", 4443
 
 
@@ -287,6 +335,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--history-deals", type=int, default=0, help="benchmark: generate N historical deals")
     p.set_defaults(func=cmd_mt5_sim)
+    p = sub.add_parser(
+        "pay-sim", help="card/e-wallet payment provider simulator (+ simulated chain), SQLite state"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4480)
+    p.add_argument("--state", help="SQLite state file (default var/pay-sim.sqlite3)")
+    p.add_argument("--webhook-url", help="where webhooks go (default BASE_URL/api/funding/webhooks/simcard)")
+    p.add_argument("--public-url", help="how browsers reach the hosted page (default http://HOST:PORT)")
+    p.add_argument("--block-seconds", type=float, default=0.0, help="simulated chain: mine a block every S s")
+    p.set_defaults(func=cmd_pay_sim)
     from app.screening.cli import add_commands as add_screening_commands
 
     add_screening_commands(sub)

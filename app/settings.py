@@ -63,6 +63,21 @@ class KycSettings:
 
 
 @dataclass(frozen=True)
+class PaymentsSettings:
+    """The card/e-wallet provider (in development: the simulator, `fxcrm pay-sim`) and the chain feed.
+
+    `webhook_secret` signs the provider's webhooks (Standard Webhooks, `whsec_…`); `chain_url` is
+    the simulated chain's base URL (served by the same simulator unless set)."""
+
+    sim_url: str = "http://127.0.0.1:4480"
+    sim_api_key: str = field(default="sk_test_fxcrm", repr=False)
+    webhook_secret: str = field(default="", repr=False)
+    sim_enabled: bool = True  # `fxcrm run` starts the simulator
+    chain_url: str = "http://127.0.0.1:4480"
+    stale_minutes: int = 15  # ask the provider about deposits pending longer (missed webhooks)
+
+
+@dataclass(frozen=True)
 class Settings:
     env: str
     database_url: str | None
@@ -83,6 +98,7 @@ class Settings:
     first_contact_sla_minutes: int = 60
     lead_idle_days: int = 3  # an owned lead untouched this long goes back to its desk's pool
     screening_threshold: int = 85  # sanctions hits scoring at least this (0-100) open a compliance case
+    payments: PaymentsSettings = field(default_factory=PaymentsSettings)
 
     @property
     def production(self) -> bool:
@@ -137,6 +153,46 @@ def _kyc(env: dict[str, str], app_env: str, var_dir: Path, secret_key: str) -> K
         documents_dir=documents_dir,
         max_upload_bytes=max_mb * 1_048_576,
         expiry_reminder_days=reminder,
+    )
+
+
+def _url(env: dict[str, str], name: str, default: str) -> str:
+    raw = (env.get(name) or default).strip().rstrip("/")
+    if not raw.startswith(("http://", "https://")) or len(raw) < 10 or any(c.isspace() for c in raw):
+        raise SettingsError(f"{name} must be an http(s):// URL, got {raw!r}")
+    return raw
+
+
+def _payments(env: dict[str, str], app_env: str, secret_key: str) -> PaymentsSettings:
+    import base64
+    import hashlib
+
+    sim_url = _url(env, "PAYSIM_URL", "http://127.0.0.1:4480")
+    api_key = env.get("PAYSIM_API_KEY", "")
+    secret = env.get("PAYSIM_WEBHOOK_SECRET", "")
+    if api_key and (len(api_key) < 8 or any(c.isspace() for c in api_key)):
+        raise SettingsError("PAYSIM_API_KEY must be at least 8 characters without spaces")
+    if secret:
+        try:
+            raw = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            raise SettingsError("PAYSIM_WEBHOOK_SECRET must be whsec_ followed by base64") from None
+        if not secret.startswith("whsec_") or not 24 <= len(raw) <= 64:
+            raise SettingsError("PAYSIM_WEBHOOK_SECRET must be whsec_ + base64 of 24 to 64 bytes")
+    else:  # derived from SECRET_KEY (as secret as it), so the app and the simulator agree without setup
+        digest = hashlib.sha256(f"paysim-webhook:{secret_key}".encode()).digest()
+        secret = "whsec_" + base64.b64encode(digest).decode()
+    stale = _int(env, "PAYSIM_STALE_MINUTES", 15)
+    if not 1 <= stale <= 1440:
+        raise SettingsError(f"PAYSIM_STALE_MINUTES must be between 1 and 1440, got {stale}")
+    return PaymentsSettings(
+        sim_url=sim_url,
+        sim_api_key=api_key
+        or "sk_test_" + hashlib.sha256(f"paysim-key:{secret_key}".encode()).hexdigest()[:24],
+        webhook_secret=secret,
+        sim_enabled=_bool(env, "PAYSIM_ENABLED", app_env != "production"),
+        chain_url=_url(env, "CHAIN_URL", sim_url),
+        stale_minutes=stale,
     )
 
 
@@ -202,6 +258,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         first_contact_sla_minutes=sla_minutes,
         lead_idle_days=lead_idle_days,
         screening_threshold=screening_threshold,
+        payments=_payments(env, app_env, secret_key),
     )
 
 

@@ -3,6 +3,8 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from app.funding.tables import (
+    ChainCursor,
+    ChainTransaction,
     CryptoAddress,
     Deposit,
     FundingPolicy,
@@ -43,6 +45,8 @@ APP_CONFIG = AppConfig(
         StatementImport,
         StatementLine,
         CryptoAddress,
+        ChainTransaction,
+        ChainCursor,
     ],
     migration_dependencies=["app.clients.piccolo_app", "app.trading.piccolo_app"],
     commands=[],

@@ -212,6 +212,7 @@ class Deposit(Table, tablename="funding_deposits"):
     reference = Varchar(length=40, unique=True)  # what the client quotes (wire) and support searches
     amount = Numeric()
     currency = Varchar(length=8)
+    requested_amount = Numeric(null=True, default=None)  # set when the provider paid another amount
     fee_broker = Numeric(default=Decimal(0))
     fee_provider = Numeric(default=Decimal(0))
     credit_currency = Varchar(length=8)
@@ -231,6 +232,7 @@ class Deposit(Table, tablename="funding_deposits"):
     created_by = Varchar(length=320, default="")
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    paid_at = Timestamptz(null=True, default=None)  # the provider confirmed the money (migration 0009)
     completed_at = Timestamptz(null=True, default=None)
 
 
@@ -307,6 +309,8 @@ class Transfer(Table, tablename="funding_transfers"):
     note = Text(default="")
     message = Text(default="")  # why it failed or was rejected
     requested_by = Varchar(length=320, default="")
+    requester_kind = Varchar(length=8, default="client")  # client | staff | api | system (migration 16:33)
+    requester_id = Integer(null=True, default=None)  # the client's or staff user's id
     decided_by = Varchar(length=320, default="")
     idempotency_key = Varchar(length=200, null=True, default=None, unique=True)
     created_at = Timestamptz()
@@ -370,3 +374,33 @@ class CryptoAddress(Table, tablename="funding_crypto_addresses"):
     network = Varchar(length=32)
     address = Varchar(length=200, unique=True)
     created_at = Timestamptz()
+
+
+class ChainTransaction(Table, tablename="funding_chain_transactions"):
+    """A transaction the crypto feed reported, kept once per (provider, tx_hash) however often the
+    feed repeats it. `deposit`: it reached a client's address and has its Deposit; `unassigned`: the
+    address is nobody's, so finance must decide (suspense); `resolved`: finance did; `dropped`: the
+    chain re-organised it away before it was credited. Migration funding_0010."""
+
+    id = BigSerial(primary_key=True)
+    provider = Varchar(length=64)
+    tx_hash = Varchar(length=200)
+    address = Varchar(length=200)
+    network = Varchar(length=32, default="")
+    currency = Varchar(length=8)
+    amount = Numeric()
+    confirmations = Integer(default=0)
+    status = Varchar(length=16, default="deposit")  # deposit | unassigned | resolved | dropped
+    deposit_id = ForeignKey(references=Deposit, on_delete=OnDelete.restrict, null=True)
+    note = Text(default="")
+    resolved_by = Varchar(length=320, default="")
+    first_seen_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class ChainCursor(Table, tablename="funding_chain_cursors"):
+    """How far the CRM has read a chain provider's feed (its opaque cursor)."""
+
+    provider = Varchar(length=64, primary_key=True)
+    cursor = Varchar(length=200, default="")
+    updated_at = Timestamptz()

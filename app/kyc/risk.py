@@ -83,9 +83,28 @@ class Assessment:
 
 
 async def deposit_volume(client_id: int) -> Decimal:
-    """The client's total deposits in USD. There is no funding yet: 0. The funding issue replaces
-    this with the ledger's sum (or passes its figure to `reassess(deposits=...)` after a deposit)."""
-    return Decimal(0)
+    """The client's completed deposits in USD (what they paid, before fees), each currency at its
+    latest recorded rate. A currency without a rate to USD is left out (and logged) rather than
+    counted at a guessed rate. `app.funding.deposits.complete_deposit` reassesses after each deposit."""
+    from app.funding import fx
+
+    total = Decimal(0)
+    for row in await db.fetch(
+        "SELECT currency, sum(amount) AS total FROM funding_deposits WHERE client_id = {} "
+        "AND status = 'completed' GROUP BY currency",
+        client_id,
+    ):
+        rate = await fx.latest_rate(row["currency"], "USD")
+        if rate is None:
+            log.warning(
+                "client %s: no %s/USD rate, deposits in %s left out of the risk",
+                client_id,
+                row["currency"],
+                row["currency"],
+            )
+            continue
+        total += Decimal(row["total"]) * rate
+    return total
 
 
 async def _countries(client_id: int, profile: dict[str, Any]) -> dict[str, list[str]]:

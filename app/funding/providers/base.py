@@ -99,8 +99,27 @@ def registered() -> dict[str, PaymentProvider]:
     return dict(_registry)
 
 
+def _configured_from_settings(key: str) -> PaymentProvider | None:
+    """The providers this application ships, configured from settings the first time one is asked
+    for (in the web process, the worker and the CLI alike); None for a key we do not ship."""
+    if key == "simcard":
+        from app.funding.providers import simcard
+
+        return register(simcard.from_settings())
+    if key == "wire":
+        from app.funding.providers import wire
+
+        return register(wire.WireProvider())
+    if key == "simchain":
+        from app.funding.providers.simchain import SimChainProvider
+        from app.settings import get_settings
+
+        return register(SimChainProvider(get_settings().payments.chain_url))
+    return None
+
+
 def get(key: str) -> PaymentProvider:
-    try:
-        return _registry[key]
-    except KeyError:
-        raise ProviderError(f"The payment provider {key!r} is not configured.", definite=True) from None
+    found = _registry.get(key) or _configured_from_settings(key)
+    if found is None:
+        raise ProviderError(f"The payment provider {key!r} is not configured.", definite=True)
+    return found
