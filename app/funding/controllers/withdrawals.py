@@ -1,9 +1,155 @@
-"""Funding controllers: withdrawals (being written)."""
+"""Portal › Withdraw: the form with its pre-checks shown live before submitting, the status of a
+withdrawal, and cancelling one nobody has approved yet."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-PORTAL: tuple[Any, ...] = ()  # controllers under /portal (the client portal's guard)
-STAFF: tuple[Any, ...] = ()  # controllers under /staff
-API: tuple[Any, ...] = ()  # handlers/controllers under /api (no session; own auth)
+from litestar import Controller, Request, Response, get, post
+from litestar.response import Template
+
+from app.core import db
+from app.core.auth.principal import Principal
+from app.core.errors import FormErrors
+from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
+from app.funding import balances, withdrawals
+from app.funding.amounts import format_amount
+from app.funding.withdrawal_checks import blocking, destinations_for, prechecks, trading_figures, withdrawable
+
+
+async def _sources(client_id: int) -> list[dict[str, Any]]:
+    out = [
+        {
+            "value": f"wallet:{w.currency}",
+            "label": f"{w.currency} wallet · {format_amount(w.available, w.currency)} available",
+            "currency": w.currency,
+        }
+        for w in await balances.wallet_balances(client_id)
+    ]
+    accounts = await db.fetch(
+        "SELECT id FROM trading_accounts WHERE client = {} AND status = 'active' AND NOT is_demo ORDER BY id",
+        client_id,
+    )
+    for a in accounts:
+        figures = await trading_figures(client_id, a["id"])
+        free = withdrawable(figures)
+        shown = (
+            "not synced yet" if free is None else f"{format_amount(free, figures['currency'])} withdrawable"
+        )
+        out.append(
+            {
+                "value": f"account:{a['id']}",
+                "label": f"Trading account {figures['login']} · {shown}",
+                "currency": figures["currency"],
+            }
+        )
+    return out
+
+
+async def _context(p: Principal, values: dict[str, str], **extra: Any) -> dict[str, Any]:
+    sources = await _sources(p.id)
+    chosen = next((s for s in sources if s["value"] == values.get("source")), sources[0] if sources else None)
+    currency = chosen["currency"] if chosen else "USD"
+    kind, _, ident = (chosen["value"] if chosen else "wallet:USD").partition(":")
+    destinations = await destinations_for(p.id, currency)
+    values = {**values, "source": chosen["value"] if chosen else ""}
+    if values.get("destination") not in {d["key"] for d in destinations}:
+        values["destination"] = destinations[0]["key"] if destinations else ""
+    checks = []
+    if chosen:
+        checks = await prechecks(
+            p.id, source=kind, trading_account_id=int(ident) if kind == "account" else None,
+            amount=values.get("amount", ""), currency=currency, destination=values["destination"],
+        )  # fmt: skip
+    return {
+        "sources": sources,
+        "destinations": destinations,
+        "currency": currency,
+        "values": values,
+        "checks": checks,
+        "blocked": bool(blocking(checks)) or not chosen,
+        "idempotency_key": values.get("idempotency_key") or uuid.uuid4().hex,
+        "errors": {},
+        "recent": await withdrawals.recent_for_client(p.id),
+        **extra,
+    }
+
+
+def _query(request: Request) -> dict[str, str]:
+    return {k: request.query_params.get(k, "")[:100] for k in ("source", "amount", "destination")}
+
+
+class PortalWithdrawals(Controller):
+    path = "/"
+
+    @get("/withdraw")
+    async def form(self, request: Request) -> Template:
+        context = await _context(principal(request), _query(request))
+        return render(request, "funding/withdraw.html", context, partial="funding/_withdraw_form.html")
+
+    @get("/withdraw/checks")
+    async def checks(self, request: Request) -> Template:
+        """The live pre-checks (htmx, on every change of the form); a browser without htmx gets the page."""
+        context = await _context(principal(request), _query(request))
+        return render(request, "funding/withdraw.html", context, partial="funding/_withdraw_checks.html")
+
+    @post("/withdraw")
+    async def submit(self, request: Request) -> Response:
+        p = principal(request)
+        data = await form_data(request)
+        kind, _, ident = data.get("source", "").partition(":")
+        context = await _context(p, data)
+        try:
+            created = await withdrawals.request_withdrawal(
+                actor_of(request), p, source=kind, amount=data.get("amount", ""), currency=context["currency"],
+                destination=data.get("destination", ""),
+                trading_account_id=int(ident) if kind == "account" and ident.isdigit() else None,
+                idempotency_key=data.get("idempotency_key", ""),
+            )  # fmt: skip
+        except FormErrors as exc:
+            context["errors"] = exc.errors
+            return render(
+                request,
+                "funding/withdraw.html",
+                context,
+                partial="funding/_withdraw_form.html",
+                status_code=422,
+            )
+        return redirect(request, f"/portal/withdrawals/{created['id']}")
+
+    @get("/withdrawals/{withdrawal_id:int}")
+    async def status(self, request: Request, withdrawal_id: int) -> Template:
+        return await _status_page(request, withdrawal_id)
+
+    @post("/withdrawals/{withdrawal_id:int}/cancel")
+    async def cancel(self, request: Request, withdrawal_id: int) -> Response:
+        p = principal(request)
+        try:
+            await withdrawals.cancel(p, withdrawal_id, actor_of(request))
+        except FormErrors as exc:
+            return await _status_page(request, withdrawal_id, errors=exc.errors, status_code=422)
+        return await _status_page(
+            request, withdrawal_id, done="Your withdrawal is cancelled; the money is back in your wallet."
+        )
+
+
+async def _status_page(
+    request: Request, withdrawal_id: int, *, status_code: int = 200, **extra: Any
+) -> Template:
+    w = await withdrawals.get_withdrawal_for(principal(request), withdrawal_id)
+    approvals = await withdrawals.approvals_of(withdrawal_id)
+    context = {
+        "w": w,
+        "may_cancel": w["status"] == "requested" and not approvals,
+        "errors": {},
+        "done": "",
+        **extra,
+    }
+    name = "funding/_withdrawal_status.html" if is_fragment_request(request) else "funding/withdrawal.html"
+    return Template(name, context=context, status_code=status_code)
+
+
+PORTAL: tuple[Any, ...] = (PortalWithdrawals,)  # controllers under /portal (the client portal's guard)
+STAFF: tuple[Any, ...] = ()  # finance's side is in controllers/finance.py
+API: tuple[Any, ...] = ()  # the JSON API is H-api's controllers/api.py
