@@ -4,10 +4,12 @@ from piccolo.table import Table
 
 from app.staff.tables import StaffUser
 
-SCOPES = ("leads:write", "leads:form")
+SCOPES = ("leads:write", "leads:form", "funding:write", "funding:read")
 SCOPE_LABELS = {
     "leads:write": "Leads API (server-to-server, secret)",
     "leads:form": "Landing-page form (public, can only create leads)",
+    "funding:write": "Funding API: create deposits, withdrawals and transfers (secret; moves money)",
+    "funding:read": "Funding API: read wallets, deposits, withdrawals and transfers (secret)",
 }
 
 
