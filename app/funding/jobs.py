@@ -16,6 +16,8 @@ async def funding_reconcile_daily(ctx: dict) -> int:
 
 
 @jobs.job
-async def funding_reconcile_now(ctx: dict, *, requested_by: str) -> int:
-    """The console's "reconcile now" button (finance's label travels as the run's trigger)."""
-    return await reconcile.run_reconciliation(Actor(kind="staff", label=requested_by))
+async def funding_reconcile_now(ctx: dict, *, requested_by: str, requested_by_id: str = "") -> int:
+    """The console's "reconcile now" button for a large book (`app.funding.reconcile_runs`):
+    the officer who pressed it travels as the run's trigger and the audit's actor."""
+    actor = Actor(kind="staff", id=requested_by_id or None, label=requested_by)
+    return await reconcile.run_reconciliation(actor)
