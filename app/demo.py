@@ -142,6 +142,16 @@ async def load_demo() -> dict[str, int]:
     from app.trading import demo as trading_demo
 
     created.update(await trading_demo.load(actor))
+    # Payment methods, rates, and card deposits moved on to the live MT5 accounts.
+    from app.funding import demo as funding_demo
+
+    created.update(await funding_demo.load(actor))
+    try:
+        created.update(await funding_demo.fund_clients(actor))
+    finally:
+        from app.trading import connections
+
+        await connections.close_all()
     return {**created, **crowd}
 
 

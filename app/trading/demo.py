@@ -147,9 +147,17 @@ async def _open(email: str, t: dict[str, Any], leverage: int, deposit: Decimal, 
             row.id,
             after={"login": user.login, "group": user.group, "demo_data": True},
         )
-    await operations.balance_operation(
-        actor, int(row.id), BalanceType.BALANCE, deposit, reference="demo:opening-deposit", comment="deposit"
-    )
+    if t["is_demo"]:  # play money: straight onto the demo account
+        await operations.balance_operation(
+            actor,
+            int(row.id),
+            BalanceType.BALANCE,
+            deposit,
+            reference="demo:opening-deposit",
+            comment="deposit",
+        )
+    # A live account is funded by `app.funding.demo` (card deposit, then a wallet → account transfer),
+    # so that the ledger and MT5 agree.
     return True
 
 

@@ -4,11 +4,16 @@ simulator answers, and a note (not a failure) when it does not."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 
 from app.clients.tables import Client
+from app.core import db
 from app.core.audit import Actor
+from app.funding import demo as funding_demo
+from app.funding import reconcile_mt5
 from app.trading import connections
 from app.trading import demo as trading_demo
+from app.trading.sync import sync_once
 from app.trading.tables import AccountType, BalanceOperation, TradingAccount, TradingServer
 from tests.servers import free_port
 from tests.trading.conftest import Sim
@@ -48,14 +53,30 @@ async def test_with_the_simulator_up_the_demo_clients_get_funded_accounts_once(
         "Standard USD",
         "Pro EUR",
     ]
+    # Only the demo (play-money) account is funded straight on MT5; live ones are funded by funding.
     ops = await BalanceOperation.select(BalanceOperation.amount, BalanceOperation.status)
-    assert sorted(o["amount"] for o in ops) == sorted(d for *_, d in trading_demo.ACCOUNTS)
-    assert {o["status"] for o in ops} == {"done"}
+    assert [o["amount"] for o in ops] == [Decimal("100000")] and ops[0]["status"] == "done"
+    assert await funding_demo.load(ACTOR) == {"payment_methods": 4, "fx_rates": len(funding_demo.RATES)}
+    assert await funding_demo.fund_clients(ACTOR) == {"deposits": 3, "transfers": 3}
     platform = await connections.platform_for(server["id"])
     states = await platform.fetch_accounts(
         [a["login"] for a in await TradingAccount.select(TradingAccount.login)]
     )
     assert sum(s.balance for s in states) == sum(d for *_, d in trading_demo.ACCOUNTS)
+    # The ledger knows exactly the money that went to the live accounts; the rest, after the card's
+    # 2.5 % + 0.30 USD fee (0.28 in EUR at the demo rate), is in the wallets.
+    await sync_once(server["id"])
+    found, checked = await reconcile_mt5.compare()
+    assert found == [] and checked == 3
+    wallets = await db.fetch(
+        "SELECT currency, sum(balance) AS total FROM funding_ledger_accounts WHERE kind = 'client_wallet' "
+        "GROUP BY currency ORDER BY currency"
+    )
+    assert {w["currency"]: w["total"] for w in wallets} == {
+        "EUR": Decimal("1699.72"),
+        "USD": Decimal("5099.40"),
+    }
+    assert await funding_demo.fund_clients(ACTOR) == {"deposits": 0, "transfers": 0}
     assert await trading_demo.load(ACTOR) == {"trading_accounts": 0}
     await connections.close_all()
 
