@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from app.core import db
+from app.core import audit, db
+from app.core.audit import Actor
 from app.kyc.levels import rights_for
 
 KINDS = ("withdrawals", "deposits")
@@ -137,6 +138,14 @@ async def queue(f: Filters, limit: int = PAGE) -> list[dict[str, Any]]:
 
 CSV_COLUMNS = ("id", "client_id", "email", "first_name", "last_name", "amount", "currency", "status", "source",
                "detail", "approvals", "approvals_required", "provider", "created_at")  # fmt: skip
+
+
+async def record_export(actor: Actor, f: Filters) -> None:
+    """Client names, e-mails and amounts leave the system: who took which selection is audited."""
+    async with db.transaction():
+        await audit.record(
+            actor, "funding.queue.exported", "funding_queue", None, after={"kind": f.kind, "query": f.query()}
+        )
 
 
 async def export_csv(f: Filters, batch: int = 500) -> AsyncIterator[str]:

@@ -80,6 +80,12 @@ async def test_the_csv_export_streams_the_filtered_queue(client, pending):
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert sorted(int(row["id"]) for row in rows) == sorted(w["id"] for w in made[1:])
     assert rows[0]["email"] == personas["client_a"].email
+    logged = await db.fetchrow(
+        "SELECT actor_label, after::text AS after FROM audit_events WHERE action = 'funding.queue.exported'"
+    )
+    assert (
+        logged is not None and "min" in logged["after"] and personas["finance"].email in logged["actor_label"]
+    )
 
 
 async def test_the_approval_screen_shows_kyc_risk_activity_and_checks(client, pending):

@@ -78,6 +78,7 @@ class FinanceQueue(Controller):
     @get("/queue.csv")
     async def export(self, request: Request) -> Stream:
         f = finance_queue.parse_filters({k: request.query_params.get(k, "") for k in FILTER_KEYS})
+        await finance_queue.record_export(actor_of(request), f)
         return Stream(
             finance_queue.export_csv(f),
             media_type="text/csv; charset=utf-8",
