@@ -146,6 +146,7 @@ async def load_demo() -> dict[str, int]:
     from app.funding import demo as funding_demo
 
     created.update(await funding_demo.load(actor))
+    created["verified_clients"] = await funding_demo.verify_clients(actor)
     try:
         created.update(await funding_demo.fund_clients(actor))
     finally:

@@ -130,6 +130,38 @@ DEPOSITS = [
 ]
 
 
+VERIFIED_STAGES = ("kyc_approved", "funded", "active", "dormant", "churned")
+
+
+async def verify_clients(actor: Actor) -> int:
+    """The named demo clients past KYC hold the top individual level (2, fully verified, with the
+    appropriateness questionnaire passed), so they may deposit, withdraw and open live accounts in
+    the demo. Demo data has no document files behind it; the level is set, and audited, as such."""
+    from app.core import db
+    from app.kyc.levels import profile_of
+
+    rows = await db.fetch(
+        "SELECT c.id FROM clients c LEFT JOIN kyc_profiles p ON p.client = c.id WHERE c.email LIKE {} "
+        "AND c.email NOT LIKE {} AND c.stage = ANY({}) AND coalesce(p.level, 0) < 2 ORDER BY c.id",
+        "%@demo.fxcrm.test",
+        "crowd%",
+        list(VERIFIED_STAGES),
+    )
+    for row in rows:
+        async with transaction():
+            before = (await profile_of(row["id"], lock=True))["level"]
+            await db.fetchrow(
+                "UPDATE kyc_profiles SET level = 2, level_changed_at = now(), appropriateness_score = 80, "
+                "appropriateness_at = now(), max_leverage = 500, updated_at = now() WHERE client = $1",
+                row["id"],
+            )
+            await audit.record(
+                actor, "kyc.level_changed", "client", row["id"],
+                before={"level": before}, after={"level": 2, "reason": "demo data"},
+            )  # fmt: skip
+    return len(rows)
+
+
 async def fund_clients(actor: Actor) -> dict[str, int]:
     """Card deposits (as if paid on the simulator's hosted page) credited to the demo clients'
     wallets, then moved to their live MT5 accounts through the transfer service: the ledger, MT5 and

@@ -57,6 +57,8 @@ async def test_with_the_simulator_up_the_demo_clients_get_funded_accounts_once(
     ops = await BalanceOperation.select(BalanceOperation.amount, BalanceOperation.status)
     assert [o["amount"] for o in ops] == [Decimal("100000")] and ops[0]["status"] == "done"
     assert await funding_demo.load(ACTOR) == {"payment_methods": 4, "fx_rates": len(funding_demo.RATES)}
+    assert await funding_demo.verify_clients(ACTOR) == len(trading_demo.ACCOUNTS)  # all "active" here
+    assert await funding_demo.verify_clients(ACTOR) == 0
     assert await funding_demo.fund_clients(ACTOR) == {"deposits": 3, "transfers": 3}
     platform = await connections.platform_for(server["id"])
     states = await platform.fetch_accounts(
