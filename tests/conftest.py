@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -100,11 +101,46 @@ async def template_db(pg_server: str) -> AsyncIterator[str]:
     _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+class _Copies:
+    """Copies of the template made one test ahead, and dropped after the test, on a thread of their
+    own: CREATE DATABASE (~0.9 s, mostly waiting for the disk) overlaps the test before, instead of
+    adding to every test's time."""
+
+    def __init__(self, pg_server: str, template: str) -> None:
+        self.pg_server, self.template = pg_server, template
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="db-copies")
+        self.next: Future[str] | None = None
+
+    def _create(self) -> str:
+        name = f"fxcrm_t_{uuid.uuid4().hex[:10]}"
+        _admin(self.pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return name
+
+    def take(self) -> str:
+        name = (self.next or self.pool.submit(self._create)).result()
+        self.next = self.pool.submit(self._create)
+        return name
+
+    def drop(self, name: str) -> None:
+        self.pool.submit(_admin, self.pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        if self.next is not None:
+            self.drop(self.next.result())
+        self.pool.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def _copies(pg_server: str, template_db: str) -> Iterator[_Copies]:
+    copies = _Copies(pg_server, template_db)
+    yield copies
+    copies.close()
+
+
 @pytest.fixture
-async def database(pg_server: str, template_db: str) -> AsyncIterator[str]:
+async def database(pg_server: str, _copies: _Copies) -> AsyncIterator[str]:
     """A fresh, migrated database for this test, with the shared engine pointed at it."""
-    name = f"fxcrm_t_{uuid.uuid4().hex[:10]}"
-    _admin(pg_server, f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+    name = _copies.take()
     url = with_database(pg_server, name)
     db.configure(url)
     use_settings(test_settings(url))
@@ -114,7 +150,7 @@ async def database(pg_server: str, template_db: str) -> AsyncIterator[str]:
         yield url
     finally:
         await db.close_pool()
-        _admin(pg_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _copies.drop(name)
 
 
 @pytest.fixture
