@@ -59,7 +59,7 @@ def to_login(login: str, path: str) -> Expect:
 class Rule:
     """How one route treats each kind of visitor. `allowed` personas get `ok` (or an override)."""
 
-    kind: str  # public | staff | portal | partner
+    kind: str  # public | staff | portal | partner | api
     allowed: tuple[str, ...] = ()
     ok: Expect = OK
     overrides: tuple[tuple[str, Expect], ...] = ()
@@ -68,7 +68,7 @@ class Rule:
         special = dict(self.overrides)
         if persona in special:
             return special[persona]
-        if self.kind == "public":
+        if self.kind in ("public", "api"):
             return self.ok
         if self.kind == "staff":
             if persona == "outsider":
@@ -93,6 +93,10 @@ class Rule:
         raise AssertionError(self.kind)
 
     def refuses(self, persona: str) -> bool:
+        if any(who == persona and e.status >= 400 for who, e in self.overrides):
+            return True  # e.g. another client's deposit: the action is attempted, and must be a 404
+        if self.kind == "api":
+            return True  # a session is no credential there: every visitor is refused alike
         if self.kind == "public":
             return False
         if persona == "outsider":
@@ -120,6 +124,17 @@ def partner(ok: Expect = OK) -> Rule:
     return Rule("partner", ("ib", "sub_ib"), ok)
 
 
+def api(status: int, **kw) -> Rule:
+    """A machine endpoint with its own credential (an API key, a provider's signature), which no
+    persona of the walk has: each one gets this refusal, signed in or not, for GET and POST alike."""
+    return Rule("api", ok=Expect(status, **kw))
+
+
+# Another client's deposit, withdrawal or transfer (the `ids` fixture's belong to client_a): a 404,
+# exactly as for one that does not exist.
+NOT_THEIRS = {"ib": Expect(404), "sub_ib": Expect(404)}
+
+
 BAD_TOKEN = "no-such-token-0123456789"  # noqa: S105
 
 # --- the policy ---------------------------------------------------------------------------------
@@ -132,8 +147,22 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/r/{code:str}"): public(303, location="/portal/register"),
     ("GET", "/readyz"): public(503, text="no worker heartbeat"),  # no worker runs in this test
     # The public lead API: a session means nothing there, an API key does (tests/leads prove it).
-    ("POST", "/api/v1/leads"): public(401, text="missing_api_key"),
-    ("POST", "/api/v1/leads/form"): public(401, text="API key"),
+    ("POST", "/api/v1/leads"): api(401, text="missing_api_key"),
+    ("POST", "/api/v1/leads/form"): api(401, text="API key"),
+    # The funding API: an API key with a funding scope, nothing else (tests/funding/test_api_* prove the keys).
+    ("POST", "/api/v1/funding/clients/{client_id:int}/deposits"): api(401, text="missing_api_key"),
+    ("POST", "/api/v1/funding/clients/{client_id:int}/withdrawals"): api(401, text="missing_api_key"),
+    ("POST", "/api/v1/funding/clients/{client_id:int}/transfers"): api(401, text="missing_api_key"),
+    ("GET", "/api/v1/funding/clients/{client_id:int}/wallets"): api(401, text="missing_api_key"),
+    ("GET", "/api/v1/funding/clients/{client_id:int}/withdrawal-destinations"): api(
+        401, text="missing_api_key"
+    ),
+    ("GET", "/api/v1/funding/deposits/{deposit_id:int}"): api(401, text="missing_api_key"),
+    ("GET", "/api/v1/funding/withdrawals/{withdrawal_id:int}"): api(401, text="missing_api_key"),
+    ("GET", "/api/v1/funding/transfers/{transfer_id:int}"): api(401, text="missing_api_key"),
+    # Payment providers' webhooks: only the provider's signature counts; a delivery without one is
+    # refused (400 without the signature headers, 401 with a wrong signature: tests/funding decide).
+    ("POST", "/api/funding/webhooks/{provider:str}"): api(400, text="stale or malformed delivery"),
     # Staff sign-in: open to everyone.
     ("GET", "/staff/login"): public(),
     ("POST", "/staff/login"): public(),
@@ -270,11 +299,48 @@ POLICY: dict[tuple[str, str], Rule] = {
     # Sync health of each trading server: the accounts section; "sync now" (audited): dealing and administrators.
     ("GET", "/staff/accounts/sync"): staff("admin", "finance", "dealing"),
     ("POST", "/staff/accounts/sync/{server_id:int}/now"): staff("admin", "dealing"),
+    # Funding: finance and administrators, for everything the section holds: payment methods, the
+    # queue of deposits and withdrawals (and its export), each approval step, the policy, bank
+    # statements, wire receipts (each view audited), crypto suspense, client-to-client transfers,
+    # reconciliation. Other desks are refused (403), whatever they know about the money.
     ("GET", "/staff/funding"): staff("admin", "finance"),
     ("GET", "/staff/funding/methods/new"): staff("admin", "finance"),
     ("POST", "/staff/funding/methods/new"): staff("admin", "finance"),
     ("GET", "/staff/funding/methods/{method_id:int}"): staff("admin", "finance"),
     ("POST", "/staff/funding/methods/{method_id:int}"): staff("admin", "finance"),
+    ("GET", "/staff/funding/queue"): staff("admin", "finance"),
+    ("GET", "/staff/funding/queue.csv"): staff("admin", "finance"),
+    ("GET", "/staff/funding/withdrawals/{withdrawal_id:int}"): staff("admin", "finance"),
+    ("POST", "/staff/funding/withdrawals/{withdrawal_id:int}/approve"): staff("admin", "finance"),
+    ("POST", "/staff/funding/withdrawals/{withdrawal_id:int}/reject"): staff("admin", "finance"),
+    ("POST", "/staff/funding/withdrawals/{withdrawal_id:int}/amount"): staff("admin", "finance"),
+    ("POST", "/staff/funding/withdrawals/{withdrawal_id:int}/paid"): staff("admin", "finance"),
+    ("POST", "/staff/funding/withdrawals/{withdrawal_id:int}/retry"): staff("admin", "finance"),
+    ("GET", "/staff/funding/policy"): staff("admin", "finance"),
+    ("POST", "/staff/funding/policy"): staff("admin", "finance"),
+    ("GET", "/staff/funding/statements"): staff("admin", "finance"),
+    ("POST", "/staff/funding/statements/import"): staff("admin", "finance"),
+    ("GET", "/staff/funding/statements/lines/{line_id:int}"): staff("admin", "finance"),
+    ("POST", "/staff/funding/statements/lines/{line_id:int}/match"): staff("admin", "finance"),
+    ("POST", "/staff/funding/statements/lines/{line_id:int}/ignore"): staff("admin", "finance"),
+    ("GET", "/staff/funding/wire"): staff("admin", "finance"),
+    ("GET", "/staff/funding/wire/{deposit_id:int}/receipt"): staff("admin", "finance"),
+    ("GET", "/staff/funding/crypto"): staff("admin", "finance"),
+    ("POST", "/staff/funding/crypto/poll"): staff("admin", "finance"),
+    ("POST", "/staff/funding/crypto/{chain_tx_id:int}/assign"): staff("admin", "finance"),
+    ("POST", "/staff/funding/crypto/{chain_tx_id:int}/resolve"): staff("admin", "finance"),
+    ("GET", "/staff/funding/transfers"): staff("admin", "finance"),
+    ("POST", "/staff/funding/transfers/{transfer_id:int}/approve"): staff("admin", "finance"),
+    ("POST", "/staff/funding/transfers/{transfer_id:int}/reject"): staff("admin", "finance"),
+    ("GET", "/staff/funding/reconciliation"): staff("admin", "finance"),
+    ("GET", "/staff/funding/reconciliation/{run_id:int}"): staff("admin", "finance"),
+    ("POST", "/staff/funding/reconciliation/run"): staff("admin", "finance"),
+    # A client's money on the client page (wallets, deposits, withdrawals, transfers): the desks
+    # that deal with money or its risks; sales is refused (403).
+    ("GET", "/staff/clients/{client_id:int}/funding"): staff("admin", "compliance", "finance", "dealing"),
+    ("GET", "/staff/clients/{client_id:int}/funding/history"): staff(
+        "admin", "compliance", "finance", "dealing"
+    ),
     ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
     ("GET", "/staff/marketing"): staff("admin", "sales"),
     ("GET", "/staff/reports"): staff("admin", "compliance", "finance"),
@@ -351,6 +417,30 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("POST", "/portal/accounts/{account_id:int}/retry"): portal(),
     ("POST", "/portal/accounts/{account_id:int}/leverage"): portal(),
     ("POST", "/portal/accounts/{account_id:int}/password"): portal(),
+    # Funding: every client their own wallet, deposits (card, wire with its receipt, crypto),
+    # withdrawals and transfers. Another client's (client_a's below) is a 404, to see or to act on.
+    ("GET", "/portal/wallet"): portal(),
+    ("GET", "/portal/wallet/history"): portal(),
+    ("GET", "/portal/deposit"): portal(),
+    ("GET", "/portal/deposit/preview"): portal(),
+    ("POST", "/portal/deposit"): portal(),
+    ("GET", "/portal/deposits/{deposit_id:int}"): portal(**NOT_THEIRS),
+    ("POST", "/portal/deposits/{deposit_id:int}/pay"): portal(**NOT_THEIRS),
+    ("GET", "/portal/deposit/wire"): portal(),
+    ("POST", "/portal/deposit/wire"): portal(),
+    ("GET", "/portal/deposit/wire/{deposit_id:int}"): portal(**NOT_THEIRS),
+    ("GET", "/portal/deposit/wire/{deposit_id:int}/receipt"): portal(**NOT_THEIRS),
+    ("POST", "/portal/deposit/wire/{deposit_id:int}/receipt"): portal(**NOT_THEIRS),
+    ("GET", "/portal/deposit/crypto"): portal(),
+    ("GET", "/portal/deposit/crypto/{deposit_id:int}"): portal(**NOT_THEIRS),
+    ("GET", "/portal/withdraw"): portal(),
+    ("GET", "/portal/withdraw/checks"): portal(),
+    ("POST", "/portal/withdraw"): portal(),
+    ("GET", "/portal/withdrawals/{withdrawal_id:int}"): portal(**NOT_THEIRS),
+    ("POST", "/portal/withdrawals/{withdrawal_id:int}/cancel"): portal(**NOT_THEIRS),
+    ("GET", "/portal/transfer"): portal(),
+    ("POST", "/portal/transfer"): portal(),
+    ("GET", "/portal/transfers/{transfer_id:int}"): portal(**NOT_THEIRS),
     # Partner portal.
     ("GET", "/ib/login"): public(),
     ("POST", "/ib/login"): public(),
@@ -474,6 +564,71 @@ async def ids(personas) -> dict[str, int]:
     )
     await method.save()
     out["payment_method"] = method.id
+    out.update(await funding_rows(personas["client_a"].id, out["account"], personas["admin"].email))
+    return out
+
+
+async def funding_rows(client_id: int, account_id: int, officer: str) -> dict[str, int]:
+    """Client_a's money as the services leave it: a card, a wire (with its receipt) and a crypto
+    deposit, a withdrawal, a transfer to their account; a bank statement line and a reconciliation run."""
+    from datetime import UTC, datetime
+    from decimal import Decimal
+
+    from app.core import db
+    from app.funding.tables import ReconciliationRun, StatementImport, StatementLine
+    from app.kyc import documents as kyc_documents
+
+    out: dict[str, int] = {}
+    receipt = kyc_documents.store().write(b"%PDF-1.4 a bank transfer receipt")
+    for kind, provider, receipt_path in (
+        ("card", "simcard", ""),
+        ("wire", "wire", receipt),
+        ("crypto", "simchain", ""),
+    ):
+        row = await db.fetchrow(
+            "INSERT INTO funding_deposits (client_id, provider, kind, reference, amount, currency, credit_currency, "
+            "status, receipt_path, created_at, updated_at) "
+            "VALUES ($1, $2, $3, $4, 100, 'USD', 'USD', 'pending', $5, now(), now()) RETURNING id",
+            client_id,
+            provider,
+            kind,
+            f"MATRIX{kind.upper()}",
+            receipt_path,
+        )
+        out[f"deposit:{kind}"] = row["id"]
+    row = await db.fetchrow(
+        "INSERT INTO funding_withdrawals (client_id, amount, requested_amount, currency, status, "
+        "destination_label, created_at, updated_at) "
+        "VALUES ($1, 40, 40, 'USD', 'requested', 'Visa •••• 4242', now(), now()) RETURNING id",
+        client_id,
+    )
+    out["withdrawal"] = row["id"]
+    row = await db.fetchrow(
+        "INSERT INTO funding_transfers (kind, client_id, to_account_id, amount, currency, status, created_at, "
+        "updated_at) VALUES ('wallet_to_account', $1, $2, 25, 'USD', 'pending', now(), now()) RETURNING id",
+        client_id,
+        account_id,
+    )
+    out["transfer"] = row["id"]
+    now = datetime.now(UTC)
+    statement = StatementImport(
+        filename="bank.csv", currency="USD", lines=1, imported_by=officer, created_at=now
+    )
+    await statement.save()
+    line = StatementLine(
+        import_id=statement.id,
+        line_no=1,
+        booked_on="2026-11-24",
+        amount=Decimal(100),
+        currency="USD",
+        reference="MATRIXWIRE",
+        bank_id="matrix-1",
+    )
+    await line.save()
+    out["statement_line"] = line.id
+    run = ReconciliationRun(started_at=now, finished_at=now, status="ok", triggered_by=officer)
+    await run.save()
+    out["reconciliation_run"] = run.id
     return out
 
 
@@ -539,7 +694,7 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
         if name == "key_id":
             return "1"
         if name == "run_id":
-            return str(ids["bulk_run"])
+            return str(ids["reconciliation_run" if "/reconciliation/" in path else "bulk_run"])
         if name == "import_id":
             return str(ids["import"])
         if name == "view_id":
@@ -568,6 +723,19 @@ def concrete(path: str, persona: str, personas: dict[str, Persona], ids: dict[st
             return "nosuchoperation0"  # refused before any operation is looked up (tests/trading decide)
         if name == "case_id":
             return "1"  # refused before any case is looked up; deciding is tested in tests/screening
+        if name == "deposit_id":  # client_a's deposit of the kind the page is about
+            kind = "wire" if "/wire/" in path else "crypto" if "/crypto/" in path else "card"
+            return str(ids[f"deposit:{kind}"])
+        if name == "withdrawal_id":
+            return str(ids["withdrawal"])  # client_a's, requested
+        if name == "transfer_id":
+            return str(ids["transfer"])  # client_a's, wallet to their account
+        if name == "line_id":
+            return str(ids["statement_line"])
+        if name == "chain_tx_id":
+            return "1"  # refused before any transaction is looked up (tests/funding decide)
+        if name == "provider":
+            return "simcard"  # a provider with a webhook secret: the signature is what is missing
         if name == "message_id":
             return str(ids.get(f"message:{persona}", ids["message:client_a"]))
         raise AssertionError(f"no id for path parameter {name!r} in {path}: add one to concrete()")
