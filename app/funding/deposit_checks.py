@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -11,6 +12,8 @@ from app.core import db
 from app.funding import fx, payment_methods
 from app.funding.amounts import LedgerError, currency_code, format_amount
 from app.kyc import levels
+
+log = logging.getLogger(__name__)
 
 _NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
 
@@ -87,3 +90,25 @@ async def check_limits(client_id: int, method: dict[str, Any], amount: Decimal, 
             f"{format_amount(done, limit_currency)}, so at most {format_amount(left, limit_currency)} more. "
             "Complete your verification to raise the limit."
         )
+
+
+async def deposit_volume_usd(client_id: int) -> Decimal:
+    """The client's completed deposits in USD (what they paid, before fees) for the risk score, each
+    currency at its latest recorded rate. A currency without a rate to USD is left out and logged,
+    never counted at a guessed rate."""
+    total = Decimal(0)
+    for row in await db.fetch(
+        "SELECT currency, sum(amount) AS total FROM funding_deposits WHERE client_id = {} "
+        "AND status = 'completed' GROUP BY currency",
+        client_id,
+    ):
+        rate = await fx.latest_rate(row["currency"], "USD")
+        if rate is None:
+            log.warning(
+                "client %s: no %s/USD rate, those deposits are left out of the risk",
+                client_id,
+                row["currency"],
+            )
+            continue
+        total += Decimal(row["total"]) * rate
+    return total

@@ -6,20 +6,7 @@ fees it will cost. Card and e-wallet deposits then go to the provider's hosted p
 crypto deposits wait for a statement line or the chain. `complete_deposit` credits the wallet once,
 whoever calls it and however often (webhook, sweep, finance matching a wire, the chain feed).
 
-How a completed deposit is booked (one transaction, key `deposit:{id}`), for a paid amount A with
-the broker's fee B and the provider's fee P (`payment_methods.fees_for`; the client pays both):
-
-    Dr provider_clearing (provider, currency)   A − P   what the provider owes us: it keeps its fee
-    Cr fees (currency)                          B       the broker's fee income
-    Cr client_wallet (credit currency)          A − B − P
-
-The provider's fee never reaches our books as income or expense: the client paid it and the
-provider kept it, so the clearing account (reconciled with the provider's settlements) carries
-A − P. When the wallet is in another currency the net amount N = A − B − P crosses through the
-`fx` accounts at the latest recorded rate R (kept on the deposit): Cr fx (currency) N,
-Dr fx (credit currency) N·R, Cr wallet N·R; each currency still sums to zero. Without a rate the
-deposit stays `pending` with a note saying so (`paid_at` set), and the `deposit_jobs` sweep
-completes it once finance has recorded one. Nothing is ever converted at a guessed rate.
+How a completed deposit is booked, fees and conversion included: `app.funding.deposit_booking`.
 """
 
 from __future__ import annotations
@@ -37,7 +24,7 @@ from app.core.audit import Actor
 from app.core.auth.guards import allowed
 from app.core.auth.principal import Principal
 from app.core.errors import NotFound
-from app.funding import deposit_checks, fx, ledger, payment_methods
+from app.funding import deposit_booking, deposit_checks, ledger, payment_methods
 from app.funding.amounts import IdempotencyConflict, LedgerError, check_amount, currency_code, format_amount
 from app.funding.deposit_checks import deposited_total, fees_in, parse_amount
 from app.kyc import levels
@@ -322,7 +309,7 @@ async def complete_deposit(
             facts["confirmations"] = confirmations
         facts["paid_at"] = row["paid_at"] or datetime.now(UTC)
         try:
-            booking = await _booking(row, paid, paid_currency)
+            booking = await deposit_booking.postings(row, paid, paid_currency)
         except LedgerError as exc:
             note = exc.message
             new = await _update(
@@ -372,41 +359,6 @@ async def complete_deposit(
         await _mail(new, "deposit_received")
         await _announce(new, wallet=True)
     return new
-
-
-async def _booking(row: dict[str, Any], paid: Decimal, currency: str) -> dict[str, Any]:
-    """The postings of a completed deposit (see the module's docstring), or a LedgerError."""
-    method = None
-    if row["method_id"] is not None:
-        method = await db.fetchrow("SELECT * FROM funding_payment_methods WHERE id = $1", row["method_id"])
-    if method is None:
-        fees = {"broker_fee": Decimal(0), "provider_fee": Decimal(0), "net_credit": paid}
-    else:
-        fees = await fees_in(method, paid, currency)
-    net = fees["net_credit"]
-    if net <= 0:
-        raise LedgerError(
-            f"the paid {format_amount(paid, currency)} does not cover the fees; finance must review it."
-        )
-    credit_currency = row["credit_currency"]
-    credited, rate = net, None
-    if credit_currency != currency:
-        credited, rate = await fx.convert(net, currency, credit_currency)
-    clearing = await ledger.system_account("provider_clearing", currency, row["provider"])
-    wallet = await ledger.wallet_for(row["client_id"], credit_currency)
-    assert wallet is not None
-    postings: list[tuple[int, Decimal]] = [(clearing, paid - fees["provider_fee"])]
-    if fees["broker_fee"]:
-        postings.append((await ledger.system_account("fees", currency), -fees["broker_fee"]))
-    if rate is None:
-        postings.append((wallet, -net))
-    else:
-        postings += [
-            (await ledger.system_account("fx", currency), -net),
-            (await ledger.system_account("fx", credit_currency), credited),
-            (wallet, -credited),
-        ]
-    return {**fees, "postings": postings, "credited": credited, "rate": rate}
 
 
 async def _after_first_deposit(actor: Actor, row: dict[str, Any]) -> None:

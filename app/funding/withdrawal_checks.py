@@ -31,6 +31,7 @@ from app.core import db
 from app.core.errors import NotFound
 from app.funding import accounts
 from app.funding.amounts import MINOR_UNITS, LedgerError, check_amount, format_amount
+from app.funding.balances import wallet_balances
 from app.kyc.levels import RightDenied, require_right
 
 CARD_KINDS = ("card", "ewallet")
@@ -304,3 +305,34 @@ async def _return_to_source(
             f"{format_amount(first['returnable'], currency)} to {first['label']} before using another method.",
         )]  # fmt: skip
     return [Check("return_to_source", label, True, False, "No card deposit needs returning first.")]
+
+
+async def sources_for(client_id: int) -> list[dict[str, Any]]:
+    """Where a client may withdraw from, as the form offers it: each wallet with what is available,
+    each live trading account with what is withdrawable now."""
+    out = [
+        {
+            "value": f"wallet:{w.currency}",
+            "label": f"{w.currency} wallet · {format_amount(w.available, w.currency)} available",
+            "currency": w.currency,
+        }
+        for w in await wallet_balances(client_id)
+    ]
+    accounts = await db.fetch(
+        "SELECT id FROM trading_accounts WHERE client = {} AND status = 'active' AND NOT is_demo ORDER BY id",
+        client_id,
+    )
+    for a in accounts:
+        figures = await trading_figures(client_id, a["id"])
+        free = withdrawable(figures)
+        shown = (
+            "not synced yet" if free is None else f"{format_amount(free, figures['currency'])} withdrawable"
+        )
+        out.append(
+            {
+                "value": f"account:{a['id']}",
+                "label": f"Trading account {figures['login']} · {shown}",
+                "currency": figures["currency"],
+            }
+        )
+    return out

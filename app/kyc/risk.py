@@ -83,28 +83,10 @@ class Assessment:
 
 
 async def deposit_volume(client_id: int) -> Decimal:
-    """The client's completed deposits in USD (what they paid, before fees), each currency at its
-    latest recorded rate. A currency without a rate to USD is left out (and logged) rather than
-    counted at a guessed rate. `app.funding.deposits.complete_deposit` reassesses after each deposit."""
-    from app.funding import fx
+    """The client's completed deposits in USD (funding owns the figure and its conversion)."""
+    from app.funding.deposit_checks import deposit_volume_usd
 
-    total = Decimal(0)
-    for row in await db.fetch(
-        "SELECT currency, sum(amount) AS total FROM funding_deposits WHERE client_id = {} "
-        "AND status = 'completed' GROUP BY currency",
-        client_id,
-    ):
-        rate = await fx.latest_rate(row["currency"], "USD")
-        if rate is None:
-            log.warning(
-                "client %s: no %s/USD rate, deposits in %s left out of the risk",
-                client_id,
-                row["currency"],
-                row["currency"],
-            )
-            continue
-        total += Decimal(row["total"]) * rate
-    return total
+    return await deposit_volume_usd(client_id)
 
 
 async def _countries(client_id: int, profile: dict[str, Any]) -> dict[str, list[str]]:

@@ -9,46 +9,15 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.response import Template
 
-from app.core import db
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors
 from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
-from app.funding import balances, withdrawals
-from app.funding.amounts import format_amount
-from app.funding.withdrawal_checks import blocking, destinations_for, prechecks, trading_figures, withdrawable
-
-
-async def _sources(client_id: int) -> list[dict[str, Any]]:
-    out = [
-        {
-            "value": f"wallet:{w.currency}",
-            "label": f"{w.currency} wallet · {format_amount(w.available, w.currency)} available",
-            "currency": w.currency,
-        }
-        for w in await balances.wallet_balances(client_id)
-    ]
-    accounts = await db.fetch(
-        "SELECT id FROM trading_accounts WHERE client = {} AND status = 'active' AND NOT is_demo ORDER BY id",
-        client_id,
-    )
-    for a in accounts:
-        figures = await trading_figures(client_id, a["id"])
-        free = withdrawable(figures)
-        shown = (
-            "not synced yet" if free is None else f"{format_amount(free, figures['currency'])} withdrawable"
-        )
-        out.append(
-            {
-                "value": f"account:{a['id']}",
-                "label": f"Trading account {figures['login']} · {shown}",
-                "currency": figures["currency"],
-            }
-        )
-    return out
+from app.funding import withdrawals
+from app.funding.withdrawal_checks import blocking, destinations_for, prechecks, sources_for
 
 
 async def _context(p: Principal, values: dict[str, str], **extra: Any) -> dict[str, Any]:
-    sources = await _sources(p.id)
+    sources = await sources_for(p.id)
     chosen = next((s for s in sources if s["value"] == values.get("source")), sources[0] if sources else None)
     currency = chosen["currency"] if chosen else "USD"
     kind, _, ident = (chosen["value"] if chosen else "wallet:USD").partition(":")

@@ -15,7 +15,7 @@ backoff until the merchant answers 2xx.
 Knobs (`POST /sim/control`, JSON, API key): duplicates, out_of_order, delay, retry_base,
 max_attempts, drop_webhooks, fail_payouts, payout_timeout_next, next_paid_amount, webhook_url
 (see `store.DEFAULT_KNOBS`). State lives in SQLite, so a restart loses no payment and no delivery.
-The simulated crypto chain (`chain.py`) is mounted under `/chain` when present.
+The simulated crypto chain (`chain.py`) is served under `/chain` by the same process.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ import httpx
 from litestar import Litestar, Request, Response, get, post
 
 from app.funding import webhooks
+from app.funding.providers.sim.chain import Chain
+from app.funding.providers.sim.chain import router as chain_router
 from app.funding.providers.sim.hosted import FORM, back, back_url, brand, luhn_ok, page
 from app.funding.providers.sim.store import DEFAULT_KNOBS, Store, new_id
 
@@ -431,7 +433,7 @@ def create_sim_app(options: Options) -> Litestar:
 
     @get("/sim/status")
     async def status() -> Response:
-        return _json(200, {"ok": True, "chain": chain is not None})
+        return _json(200, {"ok": True, "chain": True})
 
     @get("/sim/control")
     async def read_control(request: Request) -> Response:
@@ -459,16 +461,15 @@ def create_sim_app(options: Options) -> Litestar:
         create_payment, get_payment, list_payments, create_payout, get_payout, list_payouts,
         hosted_page, hosted_submit, hosted_cancel, status, read_control, set_control, deliveries,
     ]  # fmt: skip
-    chain = _mount_chain(options, handlers)
+    chain = Chain(block_seconds=options.block_seconds)  # the simulated crypto chain, under /chain
+    handlers.append(chain_router(chain))
 
     async def startup() -> None:
         await sim.start()
-        if chain is not None and hasattr(chain, "start"):
-            await chain.start()
+        await chain.start()
 
     async def shutdown() -> None:
-        if chain is not None and hasattr(chain, "stop"):
-            await chain.stop()
+        await chain.stop()
         await sim.stop()
 
     app = Litestar(
@@ -480,20 +481,6 @@ def create_sim_app(options: Options) -> Litestar:
     )
     app.state.sim = sim
     return app
-
-
-def _mount_chain(options: Options, handlers: list[Any]) -> Any:
-    """H-wire's simulated chain (`chain.py`: `Chain` and `router(chain)` at /chain), when present."""
-    try:
-        from app.funding.providers.sim import chain as chain_module  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        chain = chain_module.Chain(block_seconds=options.block_seconds)
-    except TypeError:
-        chain = chain_module.Chain()
-    handlers.append(chain_module.router(chain))
-    return chain
 
 
 def run(options: Options) -> int:
