@@ -69,7 +69,7 @@ bench-mt5: venv ## MT5 sync: initial sync of 10k accounts / 1M deals vs raw COPY
 	$(BIN)/python bench/mt5_sync_bench.py
 
 .PHONY: bench-ledger
-bench-ledger: venv ## ledger transfers/s with and without the audit record, and reconciliation of 1M postings (~2 min)
+bench-ledger: venv ## ledger transfers/s with and without the audit record, and reconciliation of 1M postings (~3 min)
 	$(BIN)/python bench/ledger_bench.py
 
 clean: ## remove the venv and caches (keeps var/, where the embedded database and secret key live)

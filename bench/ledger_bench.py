@@ -7,15 +7,17 @@ goes wrong (an error other than a refusal, a broken audit chain, or a difference
 made). The database is `DATABASE_URL` when set (treat it as a scratch database), else a fresh
 `fxcrm_ledger_bench` on the PostgreSQL at 127.0.0.1:5432, dropped afterwards unless `--keep`.
 
-    .venv/bin/python bench/ledger_bench.py [--wallets 1000] [--seconds 8] [--concurrency 1,8,16]
+    .venv/bin/python bench/ledger_bench.py [--wallets 1000] [--seconds 8] [--concurrency 1,8,32,64]
                                            [--rounds 1] [--compare] [--postings 1000000] [--keep]
 
 1. Throughput: `--wallets` clients with a funded USD wallet each; every task loops on
-   `ledger.transfer` (wallet → wallet, its own key, its own pooled connection, no outer
-   transaction: each transfer is its own committed transaction) for `--seconds`. For each number
-   of tasks, twice back to back: with the ledger's audit record (`audit=True`, the default: the
-   posting and its audit row are one statement, `funding_post_audited()`) and without
-   (`audit=False`, the baseline: a caller that audits the business event itself), and the ratio
+   `ledger.transfer` (wallet → wallet, its own key, no outer transaction: each transfer is its own
+   ledger transaction, and those waiting at the same moment are committed together in one
+   statement, `app.funding.ledger_batch`; the last column is how many went per statement) for
+   `--seconds`, in one process (one worker). For each number of tasks, twice back to back: with
+   the ledger's audit record (`audit=True`, the default: each posting's audit row is written by
+   the same statement) and without (`audit=False`, the baseline: a caller that audits the business
+   event itself), and the ratio
    of the two. `--compare` adds the way it was done before (posting, then `audit.record()`, in
    one transaction). `--rounds` repeats all this (on a shared machine, compare within a round).
    Then the whole audit chain is verified (`audit.verify()`).
@@ -51,7 +53,7 @@ BENCH_DB = "fxcrm_ledger_bench"
 CENT = Decimal("0.01")
 HEADER = (
     f"{'tasks':>5} {'audit':>6} {'transfers':>10} {'seconds':>8} {'transfers/s':>12} "
-    f"{'py CPU ms/tr':>14} {'pg CPU ms/tr':>16}"
+    f"{'py CPU ms/tr':>14} {'pg CPU ms/tr':>16} {'per statement':>14}"
 )
 
 
@@ -65,6 +67,7 @@ class Throughput:
     python_cpu: float  # CPU seconds of this process during the run
     postgres_cpu: float | None  # CPU seconds of the database's backends (None: not on this machine)
     two_step: bool = False  # the way before funding_post_audited(): post, then audit.record()
+    per_statement: float = 0.0  # transfers per statement (group commit, `ledger_batch`)
 
     def per_transfer_ms(self, cpu: float | None) -> str:
         return "-" if cpu is None or not self.done else f"{cpu / self.done * 1000:.2f}"
@@ -77,7 +80,7 @@ class Throughput:
         return (
             f"{self.tasks:>5} {'2-step' if self.two_step else 'yes' if self.audit else 'no':>6} {self.done:>10,} {self.seconds:>8.1f} "
             f"{self.rate:>12,.0f} {self.per_transfer_ms(self.python_cpu):>14} "
-            f"{self.per_transfer_ms(self.postgres_cpu):>16}"
+            f"{self.per_transfer_ms(self.postgres_cpu):>16} {self.per_statement:>14.1f}"
         )
 
 
@@ -127,7 +130,7 @@ async def measure(
     from app.core import audit as audit_trail
     from app.core import db
     from app.core.audit import Actor
-    from app.funding import ledger
+    from app.funding import ledger, ledger_batch
     from app.funding.amounts import InsufficientFunds
 
     await db.close_pool()
@@ -165,13 +168,18 @@ async def measure(
         )
     ]
     pg_before, py_before = backend_cpu(pids), time.process_time()
+    statements, postings = ledger_batch.stats.statements, ledger_batch.stats.postings
     started = time.perf_counter()
     stop_at = started + seconds
     await asyncio.gather(*(worker(100 + i) for i in range(tasks)))
     elapsed = time.perf_counter() - started
     pg_after = backend_cpu(pids)
     pg = None if pg_before is None or pg_after is None else pg_after - pg_before
-    return Throughput(tasks, audit, done, refused, elapsed, time.process_time() - py_before, pg, two_step)
+    sent = ledger_batch.stats.statements - statements
+    per = (ledger_batch.stats.postings - postings) / sent if sent else 0.0
+    return Throughput(
+        tasks, audit, done, refused, elapsed, time.process_time() - py_before, pg, two_step, per
+    )
 
 
 def backend_cpu(pids: list[int]) -> float | None:
@@ -359,7 +367,9 @@ def main() -> int:
     )
     parser.add_argument("--wallets", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 16])
+    parser.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 8, 32, 64]
+    )
     parser.add_argument("--rounds", type=int, default=1, help="repeat the throughput runs")
     parser.add_argument("--compare", action="store_true", help="also measure the 2-step audited transfer")
     parser.add_argument("--postings", type=int, default=1_000_000)

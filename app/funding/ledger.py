@@ -25,10 +25,12 @@ the wallets' funds under those locks, then writes the transaction, its postings 
 balances. A refusal comes back as a row, never half-written, so inside a caller's transaction the
 caller can carry on. With the audit record (the default) the statement is
 `funding_post_audited()` (migrations/funding/funding_0012), which also appends the audit row of
-what it posted, in the same transaction; outside a caller's transaction the statement is its own
-transaction: one statement per transfer, audited, and the audit chain's lock is held only for
-the end of that statement and its commit, not for the disk flush (it commits early, and the
-caller waits for the flush before reporting success).
+what it posted, in the same transaction. Outside a caller's transaction a posting is its own
+ledger transaction, committed together with the others waiting at that moment in one statement
+(`funding_post_batch()`, see `app.funding.ledger_batch`): group commit, each posting still with its
+own checks, refusal and audit row; the audit chain's lock is held only for the end of that
+statement and its commit, not for the disk flush (it commits early, and the callers wait for the
+flush before reporting success).
 
 Idempotency: every transaction carries a unique key. Posting again with a used key returns the
 first transaction (`replayed=True`) if the content (kind, postings, reference, memo) is the same,
@@ -49,6 +51,7 @@ from app.core import audit, db
 from app.core.audit import Actor
 from app.core.db import DB
 from app.core.errors import NotFound
+from app.funding import ledger_batch
 from app.funding.accounts import (
     account_for_trading,
     get_account,
@@ -169,14 +172,12 @@ async def transfer(
 # a posting's cost. It answers with a refusal row instead of raising, so nothing is written and the
 # caller's transaction stays usable. With the audit record, `funding_post_audited`
 # (migrations/funding/funding_0012_post_audited.py) also writes the audit row of what it posted.
+# Outside a caller's transaction, postings go through `ledger_batch` (group commit).
 _POST_SQL = "SELECT * FROM funding_post($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10)"
 _POST_AUDITED_SQL = (
     "SELECT * FROM funding_post_audited($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10, "
-    "$11, $12, $13, $14::text[], $15::bytea[], $16::text[], $17)"
+    "$11, $12, $13, $14::text[], $15::bytea[], $16::text[], false)"
 )
-# After an audited posting that committed early (see funding_0012): a transaction with an xid
-# commits synchronously, so this returns once the WAL is on disk up to and past that posting.
-_DURABLE_SQL = "SELECT pg_current_xact_id()"
 _AUDIT_ACTION = "funding.transaction.posted"
 
 
@@ -193,9 +194,8 @@ async def _post(
     holds_ok: bool = False,
 ) -> Posted:
     """One statement, with its audit row when `audit_it`, in the caller's transaction (the audit
-    chain's lock is then held until the caller commits) or, without one, as its own transaction:
-    the chain's lock is then held neither across the network nor, as it commits early and then
-    waits for the flush (see funding_0012), across the disk flush."""
+    chain's lock is then held until the caller commits) or, without one, as its own transaction,
+    together with the others waiting at that moment (`ledger_batch`)."""
     key = _check_key(idempotency_key)
     reference, memo = reference.strip()[:200], memo.strip()
     lines = _raw_lines(postings)
@@ -203,22 +203,20 @@ async def _post(
     fingerprint = _fingerprint(kind, lines, reference, memo, reverses_id)
     args: list[Any] = [kind, key, fingerprint, reference, memo, created_by, reverses_id]
     args += [[a for a, _ in lines], [m for _, m in lines], holds_ok]
-    tx = DB.current_transaction.get()
-    sql = _POST_SQL
+    row = view = None
     if audit_it:
         row = audit.pending(actor, _AUDIT_ACTION, "funding_transaction")
-        view = _view_fields(kind, key, reference, memo, reverses_id) | {"postings": None}
-        sql = _POST_AUDITED_SQL
-        args += [audit.LOCK_KEY, row.action, row.subject_type, list(row.actor), list(row.parts)]
-        args += [audit.canonical_cut(view, ("postings",)), tx is None]  # commit early: its own transaction
-    if tx is not None:
-        rows = await tx.connection.fetch(sql, *args)
+        view = audit.canonical_cut(
+            _view_fields(kind, key, reference, memo, reverses_id) | {"postings": None}, ("postings",)
+        )
+    tx = DB.current_transaction.get()
+    if tx is None:
+        rows = await ledger_batch.post(ledger_batch.Request(args, row, view))
+    elif row is None:
+        rows = await tx.connection.fetch(_POST_SQL, *args)
     else:
-        assert DB.pool is not None, "database pool not started"
-        async with DB.pool.acquire() as conn:
-            rows = await conn.fetch(sql, *args)
-            if audit_it and rows[0]["outcome"] in ("posted", "replay"):  # durable before it is reported
-                await conn.fetchval(_DURABLE_SQL)
+        extra = [audit.LOCK_KEY, row.action, row.subject_type, list(row.actor), list(row.parts), view]
+        rows = await tx.connection.fetch(_POST_AUDITED_SQL, *args, *extra)
     return await _outcome(rows, kind, key, reference, memo, created_by, reverses_id)
 
 
