@@ -87,7 +87,7 @@ class TransferOut(msgspec.Struct):
     id: int
     client_id: int
     kind: str
-    status: str  # pending | awaiting_approval | done | failed | rejected
+    status: str  # pending | awaiting_approval | done | failed | rejected | cancelled
     amount: str
     currency: str
     from_account_id: int | None

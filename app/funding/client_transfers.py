@@ -3,7 +3,9 @@
 Requested by the client (or by staff on their behalf): the amount is held on the sender's wallet
 at once (`awaiting_approval`), so a withdrawal racing the request cannot spend it twice. A finance
 officer who did not request it approves (the hold is captured into the recipient's wallet) or
-rejects with a reason (the hold is released). Both are audited with the officer's name.
+rejects with a reason (the hold is released). Both are audited with the officer's name. Until
+then the sender may cancel it (`cancelled`: the hold is released, as for a rejection); finance may
+do that for them too. The transfer's row is locked for each of these, so only one of them happens.
 
 The recipient is named by e-mail *and* their client number or one of their account logins. A
 client learns nothing about an e-mail address alone: whether no client has it, the second detail
@@ -159,6 +161,52 @@ async def reject(p: Principal, transfer_id: int, reason: str, actor: Actor) -> d
         )
         await publish(done, finance=True, recipient=False)
     return done
+
+
+async def cancel(p: Principal, transfer_id: int, actor: Actor) -> dict[str, Any]:
+    """The sender takes back a transfer finance has not decided on: the held amount is theirs again.
+    Cancelling it twice (a double click) gives the cancelled transfer back and releases nothing."""
+    if not _may_cancel(p, await get_transfer(transfer_id)):
+        raise NotFound("transfer")
+    async with db.transaction():
+        t = await get_transfer(transfer_id, lock=True)  # finance approving waits here, or we do
+        if t["status"] == "cancelled":
+            return {**t, "replayed": True}
+        if t["status"] != "awaiting_approval":
+            raise AlreadySettled(
+                f"This transfer was already {_DECIDED.get(t['status'], t['status'])}: it can no longer be cancelled.",
+                field="transfer",
+            )
+        assert t["hold_id"] is not None
+        by_client = p.is_client
+        await holds.release(
+            actor, t["hold_id"], f"transfer:{t['id']}:release",
+            reason="cancelled by the client" if by_client else "cancelled by finance for the client",
+        )  # fmt: skip
+        done = await update(
+            t["id"], status="cancelled", decided_by=actor.label[:320], done_at=_now(),
+            message="" if by_client else "Cancelled by our finance team at your request.",
+        )  # fmt: skip
+        await audit.record(
+            actor, "funding.transfer.cancelled", "funding_transfer", t["id"], before=view(t), after=view(done)
+        )
+        await publish(done, finance=True, recipient=False)
+    return done
+
+
+_DECIDED = {"done": "approved", "rejected": "rejected", "pending": "sent", "failed": "failed"}
+
+
+def _may_cancel(p: Principal, t: dict[str, Any]) -> bool:
+    """Its sender, or finance on their behalf; to anyone else the transfer does not exist."""
+    if t["kind"] != "client_to_client":
+        return False
+    return (p.is_client and t["client_id"] == p.id) or may_decide(p)
+
+
+def may_cancel(p: Principal, t: dict[str, Any]) -> bool:
+    """Whether the page shows `p` the cancel button for this transfer."""
+    return t["status"] == "awaiting_approval" and _may_cancel(p, t)
 
 
 def _now() -> Any:

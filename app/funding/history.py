@@ -67,6 +67,7 @@ STATUS_LABELS: dict[str, dict[str, str]] = {
         "done": "Completed",
         "failed": "Failed",
         "rejected": "Rejected",
+        "cancelled": "Cancelled",
     },
 }
 METHOD_LABELS = {"card": "Card", "ewallet": "E-wallet", "wire": "Bank wire", "crypto": "Crypto"}

@@ -301,7 +301,8 @@ class Transfer(Table, tablename="funding_transfers"):
     to_account_id = ForeignKey(references=TradingAccount, on_delete=OnDelete.restrict, null=True)
     amount = Numeric()
     currency = Varchar(length=8)
-    status = Varchar(length=20, default="pending")  # pending | awaiting_approval | done | failed | rejected
+    # pending | awaiting_approval | done | failed | rejected | cancelled
+    status = Varchar(length=20, default="pending")
     hold_id = ForeignKey(references=Hold, on_delete=OnDelete.restrict, null=True)
     op_id = Varchar(length=40, default="")
     op_id_2 = Varchar(length=40, default="")

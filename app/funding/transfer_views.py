@@ -27,6 +27,7 @@ STATUS_LABELS = {
     "done": "Done",
     "failed": "Failed",
     "rejected": "Rejected",
+    "cancelled": "Cancelled",
 }
 
 _LIST_SQL = (

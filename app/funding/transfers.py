@@ -19,7 +19,7 @@ States (`status`) and what the ledger holds meanwhile:
   leg 2 (`op_id_2`, deposit to the second account) created → `done` (hold captured to the second
   account) | `failed` after leg 1 (nothing booked) | `failed` after leg 2 (hold released: the
   funds are in the wallet, and the message says so).
-- client → client: see `app.funding.client_transfers` (`awaiting_approval` → `done` | `rejected`).
+- client → client: see `app.funding.client_transfers` (`awaiting_approval` → `done` | `rejected` | `cancelled`).
 
 Every movement's idempotency key derives from the transfer's id (`transfer:{id}:hold`,
 `transfer:{id}:capture`, …), so a replayed settlement never moves money twice.

@@ -1,5 +1,6 @@
-"""Transfers: the portal's transfer page and its live result, and finance's approval queue of
-client → client transfers with the list of transfers in flight or failed."""
+"""Transfers: the portal's transfer page and its live result (where the sender may cancel a
+transfer to another client while it awaits approval), and finance's approval queue of client →
+client transfers with the list of transfers in flight or failed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from litestar.response import Template
 
 from app.core.auth.guards import requires_roles
 from app.core.errors import FormErrors
-from app.core.web import actor_of, form_data, principal, redirect, render
+from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
 from app.funding import client_transfers, transfer_views
 from app.staff.navigation import section_guard
 
@@ -55,10 +56,32 @@ class PortalTransfers(Controller):
 
     @get("/transfers/{transfer_id:int}")
     async def show(self, request: Request, transfer_id: int) -> Template:
-        t = await transfer_views.get_transfer_for(principal(request), transfer_id)
-        return render(
-            request, "funding/transfer_status.html", {"t": t}, partial="funding/_transfer_status.html"
+        return await _status(request, transfer_id)
+
+    @post("/transfers/{transfer_id:int}/cancel")
+    async def cancel(self, request: Request, transfer_id: int) -> Response:
+        try:
+            await client_transfers.cancel(principal(request), transfer_id, actor_of(request))
+        except FormErrors as exc:
+            return await _status(request, transfer_id, errors=exc.errors, status_code=422)
+        if not is_fragment_request(request):
+            return redirect(request, f"/portal/transfers/{transfer_id}")
+        return await _status(
+            request, transfer_id, done="Transfer cancelled: the amount is back in your wallet."
         )
+
+
+async def _status(request: Request, transfer_id: int, *, status_code: int = 200, **extra: Any) -> Template:
+    p = principal(request)
+    t = await transfer_views.get_transfer_for(p, transfer_id)
+    context = {"t": t, "may_cancel": client_transfers.may_cancel(p, t), "errors": {}, "done": "", **extra}
+    return render(
+        request,
+        "funding/transfer_status.html",
+        context,
+        partial="funding/_transfer_status.html",
+        status_code=status_code,
+    )
 
 
 class StaffTransfers(Controller):
