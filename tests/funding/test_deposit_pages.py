@@ -125,11 +125,11 @@ async def test_the_deposit_page_refreshes_while_open_and_is_404_to_others(client
     page = await client.get(f"/portal/deposits/{d['id']}")
     assert page.status_code == 200 and "<html" in page.text and d["reference"] in page.text
     fragment = await client.get(f"/portal/deposits/{d['id']}", headers=HX)
-    assert "<html" not in fragment.text and 'hx-trigger="every 2s"' in fragment.text
+    assert "<html" not in fragment.text and 'hx-trigger="every 15s"' in fragment.text
     await deposits.complete_deposit(SYSTEM, d["id"])
     done = await client.get(f"/portal/deposits/{d['id']}", headers=HX)
     assert (
-        'hx-trigger="every 2s"' not in done.text
+        'hx-trigger="every 15s"' not in done.text
         and "96.20 USD" in done.text
         and 'data-status="completed"' in done.text
     )

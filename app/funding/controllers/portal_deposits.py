@@ -1,7 +1,10 @@
 """Portal › Deposit: the methods offered to this client with both fees and the net amount (a live
 preview as the amount is typed), the card/e-wallet form that sends the browser to the provider's
-hosted page, and the deposit's own page the provider sends it back to, whose status refreshes
-itself until the webhook has settled it. Bank wire and crypto have their own pages (links)."""
+hosted page, and the deposit's own page the provider sends it back to, whose status follows the
+deposit live: every status change publishes `funding.deposit` on `client:{id}` (`deposits._announce`)
+and the client's socket swaps in the re-rendered card by its id (`deposit-<id>`). While the deposit
+is open the card also asks for itself every 15 s, in case an event fell between the page's load and
+its socket's connection. Bank wire and crypto have their own pages (links)."""
 
 from __future__ import annotations
 
@@ -12,7 +15,10 @@ from typing import Any
 from litestar import Controller, Request, Response, get, post
 from litestar.response import Template
 
-from app.core.errors import FormErrors
+from app.core.auth.principal import Principal
+from app.core.errors import FormErrors, NotFound
+from app.core.live import Event, render_template, renderer
+from app.core.live_socket import csrf_token
 from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
 from app.funding import deposit_events, deposits, payment_methods
 from app.funding.amounts import MINOR_UNITS, LedgerError
@@ -177,6 +183,22 @@ class PortalDeposits(Controller):
         if getattr(request, "htmx", None):
             return Response(content="", status_code=200, headers={"HX-Redirect": url})
         return await self._status(request, deposit_id, pay_url=url)
+
+
+@renderer("funding.deposit")
+async def deposit_status_changed(viewer: Principal, event: Event) -> str | None:
+    """The deposit's card on its own page, for its client's socket only (no one else's topic)."""
+    if not getattr(viewer, "is_client", False) or event.topic != f"client:{viewer.id}":
+        return None
+    try:
+        d = await deposits.get_deposit_for(viewer, int(event.ids.get("deposit_id", 0)))
+    except (NotFound, TypeError, ValueError):
+        return None
+    method = await payment_methods.get_method(d["method_id"]) if d["method_id"] else None
+    return render_template(
+        "funding/_portal_deposit_status.html",
+        d=d, method=method, pay_url="", error="", oob=True, csrf_token=csrf_token,
+    )  # fmt: skip
 
 
 PORTAL: tuple[Any, ...] = (PortalDeposits,)
