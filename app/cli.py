@@ -150,6 +150,19 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_book_suspense(args: argparse.Namespace) -> int:
+    """Once, on a database from before suspense booking: put the open unclaimed items in the ledger."""
+    from app.core.audit import Actor
+    from app.funding import suspense_backfill
+
+    _database()
+    done = _with_pool(lambda: suspense_backfill.book_open_items(Actor.system("fxcrm funding book-suspense")))
+    print(
+        f"booked to suspense: {done.wire_lines} statement line(s), {done.chain_transactions} chain payment(s)"
+    )
+    return 0
+
+
 def cmd_createstaff(args: argparse.Namespace) -> int:
     from app.core.audit import Actor
     from app.core.errors import FormErrors
@@ -305,6 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     asub.add_parser("verify", help="recompute the hash chain; exit 1 at the first bad row").set_defaults(
         func=cmd_audit
     )
+    p = sub.add_parser("funding", help="funding tools")
+    fsub = p.add_subparsers(dest="funding_command", required=True)
+    fsub.add_parser(
+        "book-suspense",
+        help="book unmatched statement lines and unassigned chain payments recorded before suspense "
+        "booking into the ledger's suspense account (safe to run again)",
+    ).set_defaults(func=cmd_book_suspense)
     p = sub.add_parser("createstaff", help="create a staff user (the first admin)")
     p.add_argument("--email", required=True)
     p.add_argument("--name", default="Administrator")

@@ -12,7 +12,9 @@ later ones update its confirmations (published live), and at `FundingPolicy.cryp
 it is completed with the amount that arrived, once, however often the feed repeats it or a re-org
 takes confirmations away and gives them back. A transaction dropped before credit fails the
 deposit. Money to an address nobody has, in the wrong currency, or that the deposit rules refuse,
-is never lost: it is recorded `unassigned`, the suspense list finance works through.
+is never lost: it is recorded `unassigned`, the suspense list finance works through, and once it
+has the policy's confirmations it is booked into the ledger's suspense account (Dr the chain
+provider's clearing / Cr suspense, key `chain-suspense:<row id>`, once; `app.funding.suspense`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from app.core import audit, db, live
 from app.core.audit import Actor
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
-from app.funding import deposits, payment_methods
+from app.funding import deposits, payment_methods, suspense
 from app.funding.amounts import LedgerError, format_amount
 from app.funding.providers import ProviderError, get, register
 from app.funding.providers.simchain import KEY, ChainItem, SimChainProvider
@@ -243,6 +245,7 @@ async def ingest(actor: Actor, item: ChainItem, provider_key: str, needed: int) 
             refusal = await _open_deposit(actor, seen, item)
             if refusal:
                 await _unassigned(actor, seen, refusal)
+                await _suspense_follows(actor, seen, item, needed)
                 return "unassigned"
             seen = await db.fetchrow("SELECT * FROM funding_chain_transactions WHERE id = $1", seen["id"])
             assert seen is not None
@@ -253,6 +256,8 @@ async def ingest(actor: Actor, item: ChainItem, provider_key: str, needed: int) 
                     item.confirmations,
                     seen["id"],
                 )
+            if seen["status"] == "unassigned":
+                await _suspense_follows(actor, seen, item, needed)
             return "unchanged"
         deposit = await db.fetchrow(
             "SELECT * FROM funding_deposits WHERE id = $1 FOR UPDATE", seen["deposit_id"]
@@ -362,6 +367,48 @@ async def _unassigned(actor: Actor, seen: dict[str, Any], why: str) -> None:
         },
     )
     await live.publish("staff:finance", "funding.chain_transaction", chain_transaction_id=seen["id"])
+
+
+async def _suspense_follows(actor: Actor, seen: dict[str, Any], item: ChainItem, needed: int) -> None:
+    """An unassigned transaction enters suspense once confirmed enough (and stays there, whatever a
+    re-org does later, until finance decides); one dropped after that is flagged for finance."""
+    booking = suspense.chain_keys(seen["id"])[0]
+    if item.status == "dropped":
+        if "dropped" not in seen["note"] and await suspense.is_booked(booking):
+            await _note(
+                seen["id"], "The chain dropped this transaction after it was booked to suspense: review it."
+            )
+        return
+    if item.confirmations >= needed and not await suspense.is_booked(booking):
+        await book_suspense(actor, seen)
+
+
+async def book_suspense(actor: Actor, seen: dict[str, Any]) -> None:
+    """Dr the chain provider's clearing / Cr suspense for an unassigned transaction, once (inside the
+    caller's transaction, with the ledger's own audit record)."""
+    cut = suspense.bookable(seen["amount"], seen["currency"])
+    dust = seen["amount"] - cut
+    try:
+        await suspense.book(
+            actor,
+            suspense.chain_keys(seen["id"])[0],
+            provider=seen["provider"],
+            amount=seen["amount"],
+            currency=seen["currency"],
+            reference=seen["tx_hash"][:200],
+            memo=f"Chain payment nobody could be credited with: {seen['amount']:f} {seen['currency']} to "
+            f"{seen['address'][:100]} (chain transaction {seen['id']})"
+            + (
+                f"; {dust:f} {seen['currency']} below the ledger's precision not booked"
+                if cut and dust
+                else ""
+            ),
+            audit=True,
+        )
+    except LedgerError as exc:  # refused, nothing written: the suspense reconciliation lists it
+        log.warning(
+            "crypto feed: chain transaction %s cannot be booked to suspense: %s", seen["id"], exc.message
+        )
 
 
 async def _note(chain_tx_id: int, note: str) -> None:

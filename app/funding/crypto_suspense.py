@@ -4,6 +4,10 @@
 address's, or the deposit rules refused it. Finance either credits it to the client it belongs to
 (`assign`: an ordinary deposit through the usual checks, completed at once when already confirmed)
 or records what else was done (`resolve`: sent back …). Both are audited.
+
+A transaction confirmed enough is in the ledger's suspense account (`crypto.ingest`); either
+decision first takes it out (Dr suspense / Cr the provider's clearing, key `chain-unsuspense:<id>`)
+in its own transaction, before the client's deposit is booked as usual (`app.funding.suspense`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from app.core.auth.guards import allowed
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.funding import deposits
+from app.funding import suspense as ledger_suspense
 from app.funding.amounts import LedgerError
 from app.funding.crypto import confirmations_needed, offered
 from app.kyc.levels import RightDenied
@@ -58,6 +63,9 @@ async def assign(actor: Actor, p: Principal, chain_tx_id: int, client_id: int, n
         )
         if method is None:
             raise FormErrors({"client_id": f"Client {client_id} is not offered {row['currency']} deposits."})
+        unwound = await _unsuspend(
+            actor, row, f"Chain transaction {chain_tx_id} assigned to client {client_id}: {note}"
+        )
         try:
             deposit = await deposits.create_deposit(
                 actor,
@@ -98,6 +106,7 @@ async def assign(actor: Actor, p: Principal, chain_tx_id: int, client_id: int, n
                 "client_id": client_id,
                 "deposit_id": deposit["id"],
                 "why": note[:1000],
+                "unsuspense_transaction_id": unwound,
             },
         )
         if row["confirmations"] >= await confirmations_needed():
@@ -127,6 +136,7 @@ async def resolve(actor: Actor, p: Principal, chain_tx_id: int, note: str) -> di
             raise NotFound("chain transaction")
         if row["status"] != "unassigned":
             raise FormErrors({"note": f"This transaction is {row['status']}, not waiting for a decision."})
+        unwound = await _unsuspend(actor, row, f"Chain transaction {chain_tx_id} resolved: {note}")
         new = await db.fetchrow(
             "UPDATE funding_chain_transactions SET status = 'resolved', note = note || ' — ' || $2, resolved_by = $3, "
             "updated_at = now() WHERE id = $1 RETURNING *",
@@ -141,6 +151,16 @@ async def resolve(actor: Actor, p: Principal, chain_tx_id: int, note: str) -> di
             "funding_chain_transaction",
             chain_tx_id,
             before={"status": row["status"], "note": row["note"]},
-            after={"status": "resolved", "resolution": note[:1000]},
+            after={"status": "resolved", "resolution": note[:1000], "unsuspense_transaction_id": unwound},
         )
     return new
+
+
+async def _unsuspend(actor: Actor, row: dict[str, Any], memo: str) -> int | None:
+    """Take the transaction out of suspense if it was booked there (inside the caller's
+    transaction, audited by the caller's record); the unwind's transaction id."""
+    booking, key = ledger_suspense.chain_keys(row["id"])
+    posted = await ledger_suspense.unwind(
+        actor, booking, key, reference=row["tx_hash"][:200], memo=memo[:1000], audit=False
+    )
+    return None if posted is None else posted.id

@@ -192,4 +192,4 @@ async def run_reconciliation(actor: Actor) -> int:
 
 # The outside records compared on every run register themselves when imported (they import this
 # module's names, hence at the end).
-from app.funding import reconcile_mt5, reconcile_providers  # noqa: E402,F401
+from app.funding import reconcile_mt5, reconcile_providers, reconcile_suspense  # noqa: E402,F401

@@ -9,21 +9,31 @@ the same currency and for the same amount, is completed with the amount received
 (no reference, several, a different amount or currency, a deposit already completed) stays
 `unmatched` with a note saying why; finance matches it by hand (choosing the deposit: it is
 completed with what the bank received) or ignores it with a reason. Every action is audited.
+
+Lines are matched in the import's transaction (each in a savepoint, so one that fails is left for
+finance without undoing the others), and every line still unmatched is then booked into suspense
+in that same transaction (`app.funding.suspense`): the bank holds the money, we do not know whose
+it is yet. Matching or ignoring such a line later first takes it out of suspense, in the
+transaction of that decision. Debits never become lines, so they are never in suspense.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from app.core import audit, db
 from app.core.audit import Actor
 from app.core.auth.guards import allowed
 from app.core.auth.principal import Principal
+from app.core.db import DB
 from app.core.errors import FormErrors, NotFound
-from app.funding import deposits
+from app.funding import deposits, suspense
 from app.funding.amounts import format_amount
+from app.funding.ledger import Posted
+from app.funding.providers.wire import KEY as WIRE_PROVIDER
 from app.funding.statement_csv import ParsedStatement, StatementError, normalise_reference, parse_statement
 
 log = logging.getLogger(__name__)
@@ -92,6 +102,8 @@ async def import_statement(
         await db.fetch(
             "UPDATE funding_statement_imports SET lines = {} WHERE id = {}", len(new_ids), header["id"]
         )
+        matched = await _auto_match_all(actor, new_ids)
+        in_suspense = await _book_unmatched(actor, new_ids)
         await audit.record(
             actor,
             "funding.statement.imported",
@@ -103,20 +115,10 @@ async def import_statement(
                 "duplicates": len(parsed.lines) - len(new_ids),
                 "debits_skipped": parsed.debits_skipped,
                 "columns": parsed.columns,
+                "matched": matched,
+                "in_suspense": {c: str(v) for c, v in sorted(in_suspense.items())},
             },
         )
-    matched = 0
-    for line_id in new_ids:
-        try:
-            if await auto_match(actor, line_id):
-                matched += 1
-        except Exception as exc:  # the line is stored; finance matches it by hand
-            log.exception("automatic matching of statement line %s failed", line_id)
-            await db.fetch(
-                "UPDATE funding_statement_lines SET note = {} WHERE id = {} AND status = 'unmatched'",
-                f"Automatic matching failed ({type(exc).__name__}): match it by hand.",
-                line_id,
-            )
     return ImportResult(
         import_id=int(header["id"]),
         new_lines=len(new_ids),
@@ -125,6 +127,77 @@ async def import_statement(
         matched=matched,
         unmatched=len(new_ids) - matched,
     )
+
+
+async def _auto_match_all(actor: Actor, line_ids: list[int]) -> int:
+    """Auto-match each new line in its own savepoint: a line whose matching fails is rolled back
+    alone and left for finance with a note; how many were matched."""
+    tx = DB.current_transaction.get()
+    assert tx is not None
+    matched = 0
+    for line_id in line_ids:
+        savepoint = await tx.savepoint()
+        try:
+            if await auto_match(actor, line_id):
+                matched += 1
+        except Exception as exc:  # the line is stored; finance matches it by hand
+            await savepoint.rollback_to()
+            log.exception("automatic matching of statement line %s failed", line_id)
+            await db.fetch(
+                "UPDATE funding_statement_lines SET note = {} WHERE id = {} AND status = 'unmatched'",
+                f"Automatic matching failed ({type(exc).__name__}): match it by hand.",
+                line_id,
+            )
+        else:
+            await savepoint.release()
+    return matched
+
+
+async def _book_unmatched(actor: Actor, line_ids: list[int]) -> dict[str, Decimal]:
+    """Book every still unmatched line of the import into suspense; the totals per currency (the
+    import's audit record names them: the postings carry no audit record of their own)."""
+    rows = await db.fetch(
+        "SELECT * FROM funding_statement_lines WHERE id = ANY({}) AND status = 'unmatched' ORDER BY id",
+        line_ids,
+    )
+    totals: dict[str, Decimal] = {}
+    accounts: dict[tuple[str, str], tuple[int, int]] = {}
+    for line in rows:
+        if await book_line(actor, line, audit_it=False, accounts=accounts) is not None:
+            totals[line["currency"]] = totals.get(line["currency"], Decimal(0)) + line["amount"]
+    return totals
+
+
+async def book_line(
+    actor: Actor,
+    line: dict[str, Any],
+    *,
+    audit_it: bool,
+    accounts: dict[tuple[str, str], tuple[int, int]] | None = None,
+) -> Posted | None:
+    """Dr wire clearing / Cr suspense for an unmatched line, once (inside the caller's transaction)."""
+    return await suspense.book(
+        actor,
+        suspense.wire_keys(line["id"])[0],
+        provider=WIRE_PROVIDER,
+        amount=line["amount"],
+        currency=line["currency"],
+        reference=line["bank_id"][:200],
+        memo=f"Unmatched bank wire from {line['payer'] or 'an unknown payer'}: statement line {line['id']} "
+        f"(import {line['import_id']}, booked {line['booked_on']})",
+        audit=audit_it,
+        accounts=accounts,
+    )
+
+
+async def _unsuspend(actor: Actor, line: dict[str, Any], why: str) -> int | None:
+    """Take a line out of suspense (inside the caller's transaction); the unwind's transaction id
+    for the caller's audit record, None when the line was never booked."""
+    booking, key = suspense.wire_keys(line["id"])
+    posted = await suspense.unwind(
+        actor, booking, key, reference=line["bank_id"][:200], memo=why[:1000], audit=False
+    )
+    return None if posted is None else posted.id
 
 
 async def _candidates(text: str) -> list[dict[str, Any]]:
@@ -200,7 +273,14 @@ async def match_line(
             raise FormErrors(
                 {"deposit_id": f"Deposit {deposit['reference']} is already matched to another line."}
             )
-        return await _match(actor, line, deposit, how="manual", note=note.strip()[:1000])
+        unwound = await _unsuspend(
+            actor,
+            line,
+            f"Statement line {line_id} matched to deposit {deposit['reference']}: out of suspense",
+        )
+        return await _match(
+            actor, line, deposit, how="manual", note=note.strip()[:1000], unsuspense_transaction_id=unwound
+        )
 
 
 async def ignore_line(actor: Actor, p: Principal, line_id: int, reason: str) -> dict[str, Any]:
@@ -213,6 +293,7 @@ async def ignore_line(actor: Actor, p: Principal, line_id: int, reason: str) -> 
         line = await _locked_line(line_id)
         if line["status"] != "unmatched":
             raise FormErrors({"reason": f"This line is already {line['status']}."})
+        unwound = await _unsuspend(actor, line, f"Statement line {line_id} ignored: {reason}")
         new = await db.fetchrow(
             "UPDATE funding_statement_lines SET status = 'ignored', note = $2, matched_by = $3, matched_at = now() "
             "WHERE id = $1 RETURNING *",
@@ -227,13 +308,19 @@ async def ignore_line(actor: Actor, p: Principal, line_id: int, reason: str) -> 
             "funding_statement_line",
             line_id,
             before={"status": line["status"], "note": line["note"]},
-            after={"status": "ignored", "reason": reason[:1000]},
+            after={"status": "ignored", "reason": reason[:1000], "unsuspense_transaction_id": unwound},
         )
     return new
 
 
 async def _match(
-    actor: Actor, line: dict[str, Any], deposit: dict[str, Any], *, how: str, note: str
+    actor: Actor,
+    line: dict[str, Any],
+    deposit: dict[str, Any],
+    *,
+    how: str,
+    note: str,
+    unsuspense_transaction_id: int | None = None,
 ) -> dict[str, Any]:
     completed = await deposits.complete_deposit(
         actor, deposit["id"], amount=line["amount"], currency=line["currency"]
@@ -264,7 +351,8 @@ async def _match(
             "expected": format_amount(deposit["amount"], deposit["currency"]),
             "deposit_status": completed["status"],
             "note": note,
-        },
+        }
+        | ({"unsuspense_transaction_id": unsuspense_transaction_id} if unsuspense_transaction_id else {}),
     )
     return new
 

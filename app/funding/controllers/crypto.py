@@ -12,7 +12,7 @@ from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.core.live import Event, render_template, renderer
 from app.core.web import actor_of, form_data, principal, redirect, render
-from app.funding import crypto, crypto_suspense
+from app.funding import crypto, crypto_suspense, reconcile_suspense
 from app.funding.providers import ProviderError
 from app.kyc.levels import RightDenied
 from app.staff.navigation import section_guard
@@ -75,6 +75,7 @@ class CryptoSuspense(Controller):
     async def _page(self, request: Request, *, status_code: int = 200, **extra: Any) -> Template:
         context = {
             "rows": await crypto_suspense.suspense(include_resolved=request.query_params.get("all") == "1"),
+            "suspense": await reconcile_suspense.summary(),
             "errors": {},
             "polled": None,
             "poll_error": "",

@@ -14,7 +14,7 @@ from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.core.live import Event, render_template, renderer
 from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
-from app.funding import statements, wire
+from app.funding import reconcile_suspense, statements, wire
 from app.funding.statement_csv import StatementError
 from app.kyc.controllers.files import file_response
 from app.kyc.levels import RightDenied
@@ -149,6 +149,7 @@ class Statements(Controller):
                 status=status, import_id=int(import_id) if import_id and import_id.isdigit() else None
             ),
             "counts": await statements.counts(),
+            "suspense": await reconcile_suspense.summary(),
             "result": None,
             "import_errors": [],
             "values": {},
