@@ -341,6 +341,18 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/staff/clients/{client_id:int}/funding/history"): staff(
         "admin", "compliance", "finance", "dealing"
     ),
+    # The funding panel's actions slot: the panel's desks ask, Python decides what each gets (empty for
+    # compliance and dealing). Withdrawing on a client's behalf: finance only (the creator never approves it).
+    ("GET", "/staff/clients/{client_id:int}/funding/actions"): staff(
+        "admin", "compliance", "finance", "dealing"
+    ),
+    ("GET", "/staff/clients/{client_id:int}/funding/withdraw"): staff("admin", "finance"),
+    ("GET", "/staff/clients/{client_id:int}/funding/withdraw/checks"): staff("admin", "finance"),
+    ("POST", "/staff/clients/{client_id:int}/funding/withdraw"): staff("admin", "finance"),
+    # A deposit as finance sees it; settling a stuck card/e-wallet deposit by hand (paid or failed).
+    ("GET", "/staff/funding/deposits/{deposit_id:int}"): staff("admin", "finance"),
+    ("POST", "/staff/funding/deposits/{deposit_id:int}/paid"): staff("admin", "finance"),
+    ("POST", "/staff/funding/deposits/{deposit_id:int}/failed"): staff("admin", "finance"),
     ("GET", "/staff/partners"): staff("admin", "finance", "sales"),
     ("GET", "/staff/marketing"): staff("admin", "sales"),
     ("GET", "/staff/reports"): staff("admin", "compliance", "finance"),
@@ -441,6 +453,7 @@ POLICY: dict[tuple[str, str], Rule] = {
     ("GET", "/portal/transfer"): portal(),
     ("POST", "/portal/transfer"): portal(),
     ("GET", "/portal/transfers/{transfer_id:int}"): portal(**NOT_THEIRS),
+    ("POST", "/portal/transfers/{transfer_id:int}/cancel"): portal(**NOT_THEIRS),
     # Partner portal.
     ("GET", "/ib/login"): public(),
     ("POST", "/ib/login"): public(),

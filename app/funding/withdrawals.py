@@ -147,12 +147,14 @@ async def request_withdrawal(
     destination: str,
     trading_account_id: int | None = None,
     idempotency_key: str = "",
+    audit_extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Request a withdrawal after the pre-checks pass (WithdrawalRefused with their messages if not).
 
     `who`: the client's Principal, a staff Principal creating it for `client_id` (the creator may
     then never approve it), or a client id (the JSON API acting for that client). A repeat of
-    `idempotency_key` returns the first withdrawal (a double-clicked submit creates one)."""
+    `idempotency_key` returns the first withdrawal (a double-clicked submit creates one).
+    `audit_extra`: kept in the request's audit record (staff: their name and why they create it)."""
     if isinstance(who, Principal):
         if who.is_client:
             client_id, kind, requester = who.id, "client", who.id
@@ -233,7 +235,7 @@ async def request_withdrawal(
         created = await get_withdrawal(wid)
         await audit.record(
             actor, "funding.withdrawal.requested", "funding_withdrawal", wid,
-            after={**view(created), "requester_kind": kind, "approvals_why": why},
+            after={**view(created), "requester_kind": kind, "approvals_why": why, **(audit_extra or {})},
         )  # fmt: skip
         await notify(client_id, wid, wallet=source == "wallet")
     if op_id:

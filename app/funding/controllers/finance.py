@@ -18,6 +18,7 @@ from app.funding.withdrawal_checks import blocking, parse_amount, prechecks
 from app.staff.navigation import section_guard
 
 FILTER_KEYS = ("kind", "status", "currency", "min", "max", "from", "to", "q")
+CREATED = "Withdrawal created for the client: another finance officer must approve it."
 
 
 async def _screen(request: Request, withdrawal_id: int, *, status_code: int = 200, **extra: Any) -> Template:
@@ -90,7 +91,8 @@ class FinanceQueue(Controller):
 
     @get("/withdrawals/{withdrawal_id:int}")
     async def withdrawal(self, request: Request, withdrawal_id: int) -> Template:
-        return await _screen(request, withdrawal_id)
+        created = request.query_params.get("created") == "1"  # just created on the client's behalf
+        return await _screen(request, withdrawal_id, done=CREATED if created else "")
 
     @post("/withdrawals/{withdrawal_id:int}/approve")
     async def approve(self, request: Request, withdrawal_id: int) -> Response:
