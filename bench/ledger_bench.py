@@ -66,7 +66,7 @@ class Throughput:
     seconds: float
     python_cpu: float  # CPU seconds of this process during the run
     postgres_cpu: float | None  # CPU seconds of the database's backends (None: not on this machine)
-    two_step: bool = False  # the way before funding_post_audited(): post, then audit.record()
+    two_step: bool = False  # the way before funding_0012: post, then audit.record()
     per_statement: float = 0.0  # transfers per statement (group commit, `ledger_batch`)
 
     def per_transfer_ms(self, cpu: float | None) -> str:
@@ -124,7 +124,7 @@ async def setup_wallets(count: int) -> tuple[list[int], int]:
 async def measure(
     wallets: list[int], tasks: int, seconds: float, audit: bool, two_step: bool = False
 ) -> Throughput:
-    """`two_step`: what `ledger.transfer` did before funding_post_audited() (for comparison): the
+    """`two_step`: what `ledger.transfer` did before funding_0012 (for comparison): the
     posting, then `audit.record()`, in one transaction: two statements and a commit, the audit
     chain's lock held from the second to the end of the commit's disk flush."""
     from app.core import audit as audit_trail
@@ -340,7 +340,7 @@ def summary(results: list[Throughput], concurrency: list[int]) -> list[str]:
         old = sorted(r.rate for r in steps if r.tasks == tasks)
         if old:
             lines.append(
-                f"  {tasks:>2} task(s): with audit the 2-step way (before funding_post_audited) {_span(old)}"
+                f"  {tasks:>2} task(s): with audit the 2-step way (before funding_0012) {_span(old)}"
             )
     best_audited = max(r.rate for r in results if r.audit)
     best_bare = max(r.rate for r in results if not r.audit)

@@ -9,8 +9,9 @@ Every audited write holds that lock from its audit row to its commit, so `record
 stretch short: one round trip (`audit_append()`, migrations/core/core_0004_audit_append.py) takes
 the lock, reads the last row, hashes and inserts; Python only builds the canonical JSON around the
 time and the sequence number, which are known under the lock. A SQL function that writes a change
-and its audit row in one statement (the ledger's `funding_post_audited()`) gets the canonical JSON
-from `pending()` with holes for what only it knows, and calls `audit_append()` itself.
+and its audit rows in one statement (the ledger's `funding_post_batch()`) gets the canonical JSON
+from `pending()` with holes for what only it knows, and chains them itself with `audit_hash()`
+(migrations/core/core_0005_audit_hash.py), the one SQL definition of the hash.
 """
 
 from __future__ import annotations
@@ -193,11 +194,11 @@ def canonical_cut(fields: dict[str, Any], holes: Sequence[str]) -> list[str]:
 
 @dataclass(frozen=True)
 class Pending:
-    """An audit row that a SQL function writes through `audit_append()` once it knows the row's
-    `after` (its canonical JSON text) and `subject_id`, as well as the time and the sequence number
-    that `audit_append()` fills in: the hash covers parts[0] + after + parts[1] + occurred_at +
+    """An audit row that a SQL function writes once it knows the row's `after` (its canonical JSON
+    text) and `subject_id`, as well as the time and the sequence number it fills in under the
+    chain's lock: the hash covers parts[0] + after + parts[1] + occurred_at +
     parts[2] + seq + parts[3] + subject_id + parts[4] (UTF-8), the same canonical JSON as `record`.
-    `migrations/funding/funding_0012_post_audited.py` is the one user."""
+    `migrations/funding/funding_0013_post_batch.py` is the one user."""
 
     action: str
     subject_type: str

@@ -14,6 +14,7 @@ does not match, or the recipient may not receive money, the answer is the same s
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from app.core import audit, db
@@ -135,7 +136,7 @@ async def approve(p: Principal, transfer_id: int, actor: Actor) -> dict[str, Any
         )  # fmt: skip
         done = await update(
             t["id"], status="done", decided_by=actor.label[:320], transaction_id=captured.settle_transaction_id,
-            done_at=_now(),
+            done_at=datetime.now(UTC),
         )  # fmt: skip
         await audit.record(
             actor, "funding.transfer.approved", "funding_transfer", t["id"], before=view(t), after=view(done)
@@ -154,7 +155,11 @@ async def reject(p: Principal, transfer_id: int, reason: str, actor: Actor) -> d
         assert t["hold_id"] is not None
         await holds.release(actor, t["hold_id"], f"transfer:{t['id']}:release", reason=reason[:500])
         done = await update(
-            t["id"], status="rejected", decided_by=actor.label[:320], message=reason[:2000], done_at=_now()
+            t["id"],
+            status="rejected",
+            decided_by=actor.label[:320],
+            message=reason[:2000],
+            done_at=datetime.now(UTC),
         )
         await audit.record(
             actor, "funding.transfer.rejected", "funding_transfer", t["id"], before=view(t), after=view(done)
@@ -184,7 +189,7 @@ async def cancel(p: Principal, transfer_id: int, actor: Actor) -> dict[str, Any]
             reason="cancelled by the client" if by_client else "cancelled by finance for the client",
         )  # fmt: skip
         done = await update(
-            t["id"], status="cancelled", decided_by=actor.label[:320], done_at=_now(),
+            t["id"], status="cancelled", decided_by=actor.label[:320], done_at=datetime.now(UTC),
             message="" if by_client else "Cancelled by our finance team at your request.",
         )  # fmt: skip
         await audit.record(
@@ -207,9 +212,3 @@ def _may_cancel(p: Principal, t: dict[str, Any]) -> bool:
 def may_cancel(p: Principal, t: dict[str, Any]) -> bool:
     """Whether the page shows `p` the cancel button for this transfer."""
     return t["status"] == "awaiting_approval" and _may_cancel(p, t)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)

@@ -86,15 +86,11 @@ async def offered(client_id: int) -> list[dict[str, Any]]:
     for method in await methods_for(client_id):
         for currency in method["currencies"].split(","):
             if currency in NETWORKS and currency not in out:
-                own = payment_methods.currency_of(method)
-                limits = (
-                    f"{format_amount(method['min_amount'], own)} – {format_amount(method['max_amount'], own)}"
-                )
                 out[currency] = {
                     "currency": currency,
                     "network": NETWORKS[currency],
                     "method": method,
-                    "limits": limits,
+                    "limits": payment_methods.limits_text(method),
                 }
     return list(out.values())
 
@@ -148,11 +144,7 @@ async def address_for(actor: Actor, client_id: int, currency: str) -> dict[str, 
 
 
 async def crypto_deposits_of(client_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    return await db.fetch(
-        "SELECT * FROM funding_deposits WHERE client_id = {} AND kind = 'crypto' ORDER BY id DESC LIMIT {}",
-        client_id,
-        limit,
-    )
+    return await deposits.deposits_for_client(client_id, limit, kind="crypto")
 
 
 async def get_crypto_for(p: Principal, deposit_id: int) -> dict[str, Any]:
@@ -297,9 +289,7 @@ async def ingest(actor: Actor, item: ChainItem, provider_key: str, needed: int) 
                 item.confirmations,
                 deposit["id"],
             )
-            ids = {"deposit_id": deposit["id"], "client_id": deposit["client_id"]}
-            await live.publish(f"client:{deposit['client_id']}", "funding.deposit", **ids)
-            await live.publish("staff:finance", "funding.deposit", **ids)
+            await deposits.announce(deposit)
         return "created" if first else "confirming"
 
 
@@ -325,26 +315,37 @@ async def _open_deposit(actor: Actor, seen: dict[str, Any], item: ChainItem) -> 
             method["id"],
             item.amount,
             item.currency,
-            idempotency_key=f"chain:{seen['provider']}:{item.tx_hash}"[:200],
+            idempotency_key=deposit_key(seen["provider"], item.tx_hash),
         )
     except (LedgerError, RightDenied) as exc:
         await savepoint.rollback_to()
         return f"Client {owner['client_id']}: {exc.message}"
-    await db.fetch(
-        "UPDATE funding_deposits SET tx_hash = {}, crypto_address = {}, confirmations = {}, updated_at = now() "
-        "WHERE id = {}",
-        item.tx_hash[:200],
-        item.address[:200],
-        item.confirmations,
-        row["id"],
-    )
-    await deposits.mark_pending(actor, row["id"], provider_payment_id=item.tx_hash[:200])
+    await on_chain(actor, row["id"], item.tx_hash, item.address, item.confirmations)
     await db.fetch(
         "UPDATE funding_chain_transactions SET deposit_id = {}, status = 'deposit' WHERE id = {}",
         row["id"],
         seen["id"],
     )
     return ""
+
+
+def deposit_key(provider_key: str, tx_hash: str) -> str:
+    """The idempotency key of the deposit a chain transaction becomes (the feed's or finance's)."""
+    return f"chain:{provider_key}:{tx_hash}"[:200]
+
+
+async def on_chain(actor: Actor, deposit_id: int, tx_hash: str, address: str, confirmations: int) -> None:
+    """A deposit just created for a chain transaction: its facts, and `pending` while it confirms
+    (inside the caller's transaction)."""
+    await db.fetch(
+        "UPDATE funding_deposits SET tx_hash = {}, crypto_address = {}, confirmations = {}, updated_at = now() "
+        "WHERE id = {}",
+        tx_hash[:200],
+        address[:200],
+        confirmations,
+        deposit_id,
+    )
+    await deposits.mark_pending(actor, deposit_id, provider_payment_id=tx_hash[:200])
 
 
 async def _unassigned(actor: Actor, seen: dict[str, Any], why: str) -> None:

@@ -40,9 +40,3 @@ async def poll_for(seconds: float, every: float = EVERY_SECONDS) -> int:
 @jobs.cron("* * * * *", timeout=90)
 async def funding_crypto_poll(ctx: dict) -> int:
     return await poll_for(RUN_FOR_SECONDS)
-
-
-@jobs.job
-async def funding_crypto_poll_once(ctx: dict) -> int:
-    """One poll now (a button, the CLI, tests)."""
-    return (await crypto.poll(SYSTEM)).items

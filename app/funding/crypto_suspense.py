@@ -22,7 +22,7 @@ from app.core.errors import FormErrors, NotFound
 from app.funding import deposits
 from app.funding import suspense as ledger_suspense
 from app.funding.amounts import LedgerError
-from app.funding.crypto import confirmations_needed, offered
+from app.funding.crypto import confirmations_needed, deposit_key, offered, on_chain
 from app.kyc.levels import RightDenied
 
 
@@ -73,19 +73,11 @@ async def assign(actor: Actor, p: Principal, chain_tx_id: int, client_id: int, n
                 method["id"],
                 row["amount"],
                 row["currency"],
-                idempotency_key=f"chain:{row['provider']}:{row['tx_hash']}"[:200],
+                idempotency_key=deposit_key(row["provider"], row["tx_hash"]),
             )
         except (LedgerError, RightDenied) as exc:
             raise FormErrors({"client_id": f"Client {client_id}: {exc.message}"}) from None
-        await db.fetch(
-            "UPDATE funding_deposits SET tx_hash = {}, crypto_address = {}, confirmations = {}, updated_at = now() "
-            "WHERE id = {}",
-            row["tx_hash"],
-            row["address"],
-            row["confirmations"],
-            deposit["id"],
-        )
-        await deposits.mark_pending(actor, deposit["id"], provider_payment_id=row["tx_hash"])
+        await on_chain(actor, deposit["id"], row["tx_hash"], row["address"], row["confirmations"])
         new = await db.fetchrow(
             "UPDATE funding_chain_transactions SET status = 'deposit', deposit_id = $2, resolved_by = $3, "
             "note = note || ' — assigned: ' || $4, updated_at = now() WHERE id = $1 RETURNING *",

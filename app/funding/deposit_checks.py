@@ -53,13 +53,8 @@ async def fees_in(method: dict[str, Any], amount: Decimal, currency: str) -> dic
 
 async def deposited_total(client_id: int, currency: str) -> Decimal:
     """The client's completed deposits, in `currency` (each currency at its latest rate)."""
-    rows = await db.fetch(
-        "SELECT currency, sum(amount) AS total FROM funding_deposits WHERE client_id = {} "
-        "AND status = 'completed' GROUP BY currency",
-        client_id,
-    )
     total = Decimal(0)
-    for r in rows:
+    for r in await _completed_by_currency(client_id):
         converted, _ = await fx.convert(r["total"], r["currency"], currency)
         total += converted
     return total
@@ -97,11 +92,7 @@ async def deposit_volume_usd(client_id: int) -> Decimal:
     currency at its latest recorded rate. A currency without a rate to USD is left out and logged,
     never counted at a guessed rate."""
     total = Decimal(0)
-    for row in await db.fetch(
-        "SELECT currency, sum(amount) AS total FROM funding_deposits WHERE client_id = {} "
-        "AND status = 'completed' GROUP BY currency",
-        client_id,
-    ):
+    for row in await _completed_by_currency(client_id):
         rate = await fx.latest_rate(row["currency"], "USD")
         if rate is None:
             log.warning(
@@ -112,3 +103,12 @@ async def deposit_volume_usd(client_id: int) -> Decimal:
             continue
         total += Decimal(row["total"]) * rate
     return total
+
+
+async def _completed_by_currency(client_id: int) -> list[dict[str, Any]]:
+    """What the client paid in completed deposits (before fees), per currency."""
+    return await db.fetch(
+        "SELECT currency, sum(amount) AS total FROM funding_deposits WHERE client_id = {} "
+        "AND status = 'completed' GROUP BY currency",
+        client_id,
+    )

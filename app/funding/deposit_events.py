@@ -37,16 +37,11 @@ class UnknownPayment(Exception):
     """A provider event about a payment no deposit of ours carries."""
 
 
-def provider_for(key: str) -> base.PaymentProvider:
-    return simcard.provider() if key == simcard.KEY else base.get(key)
-
-
 def webhook_secret(key: str) -> str | None:
-    """The signing secret of a provider that sends webhooks, or None (no such endpoint)."""
-    if key == simcard.KEY:
-        return str(getattr(simcard.provider(), "webhook_secret", "") or "") or None
-    found = base.registered().get(key)
-    secret = getattr(found, "webhook_secret", None) if found is not None else None
+    """The signing secret of a provider whose events we handle, or None (no such endpoint)."""
+    if key not in HANDLERS:
+        return None
+    secret = getattr(base.get(key), "webhook_secret", None)
     return str(secret) if secret else None
 
 
@@ -55,7 +50,7 @@ async def start_card_payment(
 ) -> str:
     """Open the provider's hosted page for a created deposit; the URL to send the browser to.
     Safe to repeat: the provider dedups on the deposit's reference. Raises ProviderError."""
-    provider = provider_for(deposit["provider"])
+    provider = base.get(deposit["provider"])
     start = await provider.start_payment(
         reference=deposit["reference"],
         amount=deposit["amount"],
@@ -160,7 +155,7 @@ async def check_stale(actor: Actor, minutes: int, limit: int = 100) -> int:
     changed = 0
     for r in rows:
         try:
-            payment = await provider_for(r["provider"]).get_payment(r["provider_payment_id"])
+            payment = await base.get(r["provider"]).get_payment(r["provider_payment_id"])
         except base.ProviderError as exc:
             log.warning("deposit %s: cannot ask %s: %s", r["id"], r["provider"], exc.message)
             continue

@@ -32,7 +32,7 @@ from app.kyc import levels
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "attach_payment", "cancel_deposit", "complete_deposit", "create_deposit", "deposited_total", "deposits_for_client",
+    "announce", "attach_payment", "cancel_deposit", "complete_deposit", "create_deposit", "deposited_total", "deposits_for_client",
     "fail_deposit", "fees_in", "find_deposit", "get_deposit", "get_deposit_for", "mark_pending",
     "parse_amount", "retry_awaiting",
 ]  # fmt: skip
@@ -115,7 +115,7 @@ async def create_deposit(
         else:  # pragma: no cover - five reference collisions in 2^40
             raise RuntimeError("could not pick a unique deposit reference")
         await audit.record(actor, "funding.deposit.created", "funding_deposit", row["id"], after=_view(row))
-        await _announce(row)
+        await announce(row)
     return row
 
 
@@ -147,9 +147,7 @@ async def get_deposit(deposit_id: int) -> dict[str, Any]:
 
 async def get_deposit_for(p: Principal, deposit_id: int) -> dict[str, Any]:
     """The deposit if `p` may see it (its client, or finance); NotFound for anyone else."""
-    row = await db.fetchrow("SELECT * FROM funding_deposits WHERE id = $1", deposit_id)
-    if row is None:
-        raise NotFound("deposit")
+    row = await get_deposit(deposit_id)
     if p.is_client and row["client_id"] == p.id:
         return row
     if p.is_staff and allowed(p, "finance"):
@@ -157,11 +155,17 @@ async def get_deposit_for(p: Principal, deposit_id: int) -> dict[str, Any]:
     raise NotFound("deposit")
 
 
-async def deposits_for_client(client_id: int, limit: int = 50) -> list[dict[str, Any]]:
+async def deposits_for_client(
+    client_id: int, limit: int = 50, *, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """The client's latest deposits (of one `kind`, when given), newest first, with the method's name."""
     return await db.fetch(
         "SELECT d.*, m.name AS method_name FROM funding_deposits d LEFT JOIN funding_payment_methods m "
-        "ON m.id = d.method_id WHERE d.client_id = {} ORDER BY d.created_at DESC, d.id DESC LIMIT {}",
+        "ON m.id = d.method_id WHERE d.client_id = {} AND ({}::text IS NULL OR d.kind = {}) "
+        "ORDER BY d.created_at DESC, d.id DESC LIMIT {}",
         client_id,
+        kind,
+        kind,
         limit,
     )
 
@@ -227,7 +231,7 @@ async def mark_pending(
             before=_view(row),
             after=_view(new),
         )
-        await _announce(new)
+        await announce(new)
     return new
 
 
@@ -249,7 +253,7 @@ async def fail_deposit(actor: Actor, deposit_id: int, reason: str) -> dict[str, 
             after=_view(new),
         )
         await _mail(new, "deposit_failed")
-        await _announce(new)
+        await announce(new)
     return new
 
 
@@ -268,7 +272,7 @@ async def cancel_deposit(actor: Actor, deposit_id: int, reason: str) -> dict[str
             before=_view(row),
             after=_view(new),
         )
-        await _announce(new)
+        await announce(new)
     return new
 
 
@@ -324,7 +328,7 @@ async def complete_deposit(
                     before=_view(row),
                     after=_view(new),
                 )
-                await _announce(new)
+                await announce(new)
             return new
         posted = await ledger.post(
             actor,
@@ -357,7 +361,7 @@ async def complete_deposit(
         )
         await _after_first_deposit(actor, new)
         await _mail(new, "deposit_received")
-        await _announce(new, wallet=True)
+        await announce(new, wallet=True)
     return new
 
 
@@ -424,7 +428,8 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
     } | {"client_id": row["client_id"], "method_id": row["method_id"], "provider": row["provider"]}
 
 
-async def _announce(row: dict[str, Any], *, wallet: bool = False) -> None:
+async def announce(row: dict[str, Any], *, wallet: bool = False) -> None:
+    """Tell the client's pages and finance's that this deposit changed (delivered at commit)."""
     ids = {"deposit_id": row["id"], "client_id": row["client_id"]}
     await live.publish(f"client:{row['client_id']}", "funding.deposit", **ids)
     await live.publish("staff:finance", "funding.deposit", **ids)

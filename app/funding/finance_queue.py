@@ -1,5 +1,5 @@
-"""What finance works through: pending deposits and withdrawals with filters, the client panel of
-the approval screen (KYC, risk, recent activity), and the filtered queue as CSV rows.
+"""What finance works through: pending deposits and withdrawals with filters, the withdrawal
+approval screen with its client panel (KYC, risk, recent activity), and the filtered queue as CSV rows.
 
 Filters are parsed here, strictly: a bad amount or date is reported, never silently widened."""
 
@@ -15,6 +15,11 @@ from typing import Any
 
 from app.core import audit, db
 from app.core.audit import Actor
+from app.core.auth.principal import Principal
+from app.funding import withdrawals
+from app.funding.amounts import format_amount
+from app.funding.approvals import approver_refusal
+from app.funding.withdrawal_checks import blocking, prechecks
 from app.kyc.levels import rights_for
 
 KINDS = ("withdrawals", "deposits")
@@ -123,9 +128,13 @@ _DEPOSITS = (
 )
 
 
-def _sql(f: Filters) -> tuple[str, list[Any]]:
+def _sql(f: Filters, after: tuple[Any, int] | None = None) -> tuple[str, list[Any]]:
+    """The filtered queue in (created_at, id) order; `after`: only the rows past that key."""
     alias, base = ("w", _WITHDRAWALS) if f.kind == "withdrawals" else ("d", _DEPOSITS)
     where, args = _where(f, alias)
+    if after is not None:
+        where += f" AND ({alias}.created_at, {alias}.id) > ({{}}, {{}})"
+        args += list(after)
     return base + where + f" ORDER BY {alias}.created_at, {alias}.id", args
 
 
@@ -133,7 +142,14 @@ async def queue(f: Filters, limit: int = PAGE) -> list[dict[str, Any]]:
     if f.errors:
         return []
     sql, args = _sql(f)
-    return await db.fetch(sql + " LIMIT {}", *args, limit)
+    return _with_text(await db.fetch(sql + " LIMIT {}", *args, limit))
+
+
+def _with_text(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each row's amount as people read it, in its currency's digits (BTC has 8, JPY none)."""
+    for r in rows:
+        r["amount_text"] = format_amount(r["amount"], r["currency"])
+    return rows
 
 
 CSV_COLUMNS = ("id", "client_id", "email", "first_name", "last_name", "amount", "currency", "status", "source",
@@ -156,10 +172,10 @@ async def export_csv(f: Filters, batch: int = 500) -> AsyncIterator[str]:
     yield buffer.getvalue()
     if f.errors:
         return
-    sql, args = _sql(f)
-    offset = 0
+    after: tuple[Any, int] | None = None
     while True:
-        rows = await db.fetch(sql + " LIMIT {} OFFSET {}", *args, batch, offset)
+        sql, args = _sql(f, after)
+        rows = await db.fetch(sql + " LIMIT {}", *args, batch)
         buffer.seek(0)
         buffer.truncate()
         for r in rows:
@@ -168,7 +184,7 @@ async def export_csv(f: Filters, batch: int = 500) -> AsyncIterator[str]:
             yield buffer.getvalue()
         if len(rows) < batch:
             return
-        offset += batch
+        after = (rows[-1]["created_at"], rows[-1]["id"])
 
 
 def _cell(value: Any) -> str:
@@ -216,7 +232,37 @@ async def client_panel(client_id: int) -> dict[str, Any]:
         "rights": rights,
         "profile": profile
         or {"level": 0, "risk": "", "risk_score": 0, "risk_assessed_at": None, "pep": False},
-        "deposits": deposits,
-        "withdrawals": withdrawals,
-        "transfers": transfers,
+        "deposits": _with_text(deposits),
+        "withdrawals": _with_text(withdrawals),
+        "transfers": _with_text(transfers),
     }
+
+
+async def approval_screen(p: Principal, withdrawal_id: int) -> dict[str, Any]:
+    """The withdrawal (404 to whoever may not see it), its approvals, why `p` may not approve it now
+    ("" if they may), the pre-checks recomputed now and the client panel."""
+    w = await withdrawals.get_withdrawal_for(p, withdrawal_id)
+    done = await withdrawals.approvals_of(withdrawal_id)
+    checks = await prechecks(
+        w["client_id"], source=w["source"], trading_account_id=w["trading_account_id"], amount=w["amount"],
+        currency=w["currency"], destination=_destination_key(w), exclude_withdrawal=w["id"],
+    )  # fmt: skip
+    if w["source"] == "account" or w["status"] != "requested":  # the money is already held: not a blocker now
+        checks = [c for c in checks if c.key not in ("balance", "margin")]
+    return {
+        "w": w,
+        "approvals": done,
+        "refusal": await approver_refusal(p, w, done),
+        "may_change": w["status"] == "requested" and not done,
+        "checks": checks,
+        "blocked": bool(blocking(checks)),
+        "panel": await client_panel(w["client_id"]),
+    }
+
+
+def _destination_key(w: dict[str, Any]) -> str:
+    """The form's key (`card:<instrument>` | `method:<id>`) of where the withdrawal goes."""
+    dest = w["destination"] or {}
+    if dest.get("instrument_key"):
+        return f"card:{dest['instrument_key']}"
+    return f"method:{dest.get('method_id', w['method_id'])}"

@@ -18,19 +18,17 @@ the available amount (the database refuses it below zero), the hold account carr
 held (also never below zero), and the client's balance is their sum. Only `hold`, `release` and
 `capture` may post to hold accounts, so a hold account always equals its open holds.
 
-Concurrency: a posting is one statement, `funding_post()` (migrations/funding/funding_0002): it
-locks the accounts it touches with `SELECT … FOR UPDATE` in id order (so two transfers over the
+Concurrency: a posting is one statement, `funding_post_batch()` (migrations/funding/funding_0013):
+it locks the accounts it touches with `SELECT … FOR UPDATE` in id order (so two transfers over the
 same accounts queue instead of deadlocking), checks currencies, precision, balance per currency and
-the wallets' funds under those locks, then writes the transaction, its postings and the new cached
-balances. A refusal comes back as a row, never half-written, so inside a caller's transaction the
-caller can carry on. With the audit record (the default) the statement is
-`funding_post_audited()` (migrations/funding/funding_0012), which also appends the audit row of
-what it posted, in the same transaction. Outside a caller's transaction a posting is its own
-ledger transaction, committed together with the others waiting at that moment in one statement
-(`funding_post_batch()`, see `app.funding.ledger_batch`): group commit, each posting still with its
-own checks, refusal and audit row; the audit chain's lock is held only for the end of that
-statement and its commit, not for the disk flush (it commits early, and the callers wait for the
-flush before reporting success).
+the wallets' funds under those locks, then writes the transaction, its postings, the new cached
+balances and, by default, the audit row of what it posted. A refusal comes back as a row, never
+half-written, so inside a caller's transaction the caller can carry on. Outside a caller's
+transaction a posting is its own ledger transaction, committed together with the others waiting
+at that moment in the same statement (`app.funding.ledger_batch`: group commit, each posting
+still with its own checks, refusal and audit row); the audit chain's lock is then held only for
+the end of that statement and its commit, not for the disk flush (it commits early, and the
+callers wait for the flush before reporting success).
 
 Idempotency: every transaction carries a unique key. Posting again with a used key returns the
 first transaction (`replayed=True`) if the content (kind, postings, reference, memo) is the same,
@@ -167,17 +165,11 @@ async def transfer(
     )
 
 
-# One statement does the locking, checking and writing (`funding_post`, in
-# migrations/funding/funding_0002_constraints.py): one round trip instead of four, which is most of
-# a posting's cost. It answers with a refusal row instead of raising, so nothing is written and the
-# caller's transaction stays usable. With the audit record, `funding_post_audited`
-# (migrations/funding/funding_0012_post_audited.py) also writes the audit row of what it posted.
-# Outside a caller's transaction, postings go through `ledger_batch` (group commit).
-_POST_SQL = "SELECT * FROM funding_post($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10)"
-_POST_AUDITED_SQL = (
-    "SELECT * FROM funding_post_audited($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10, "
-    "$11, $12, $13, $14::text[], $15::bytea[], $16::text[], false)"
-)
+# One statement does the locking, checking and writing (`funding_post_batch`, in
+# migrations/funding/funding_0013_post_batch.py), with the audit row when asked: one round trip,
+# which is most of a posting's cost. It answers with a refusal row instead of raising, so nothing is
+# written and the caller's transaction stays usable. Outside a caller's transaction, postings made
+# at the same moment share it (`ledger_batch`, group commit).
 _AUDIT_ACTION = "funding.transaction.posted"
 
 
@@ -209,14 +201,12 @@ async def _post(
         view = audit.canonical_cut(
             _view_fields(kind, key, reference, memo, reverses_id) | {"postings": None}, ("postings",)
         )
+    request = ledger_batch.Request(args, row, view)
     tx = DB.current_transaction.get()
     if tx is None:
-        rows = await ledger_batch.post(ledger_batch.Request(args, row, view))
-    elif row is None:
-        rows = await tx.connection.fetch(_POST_SQL, *args)
+        rows = await ledger_batch.post(request)
     else:
-        extra = [audit.LOCK_KEY, row.action, row.subject_type, list(row.actor), list(row.parts), view]
-        rows = await tx.connection.fetch(_POST_AUDITED_SQL, *args, *extra)
+        rows = await ledger_batch.post_in_transaction(tx.connection, request)
     return await _outcome(rows, kind, key, reference, memo, created_by, reverses_id)
 
 
@@ -255,7 +245,7 @@ async def _outcome(
         raise LedgerError(f"The postings do not balance (they sum to {total}).", field="postings")
     if outcome == "insufficient":
         raise _short_of(first["kind"], first["currency"], first["amount"], first["balance"])
-    raise RuntimeError(f"funding_post answered {outcome!r}")
+    raise RuntimeError(f"funding_post_batch answered {outcome!r}")
 
 
 def _raw_lines(postings: Sequence[tuple[int, Decimal]]) -> list[tuple[int, Decimal]]:
@@ -307,18 +297,12 @@ def _short_of(kind: str, currency: str, before: Decimal, after: Decimal) -> Ledg
     )
 
 
-def _connection() -> Any:
-    tx = DB.current_transaction.get()
-    assert tx is not None
-    return tx.connection
-
-
 def _label(actor: Actor) -> str:
     return (actor.label or f"{actor.kind}:{actor.id}")[:320]
 
 
 def _view(posted: Posted) -> dict[str, Any]:
-    """What the audit trail keeps of a transaction (`funding_post_audited` writes the same)."""
+    """What the audit trail keeps of a transaction (`funding_post_batch` writes the same)."""
     return _view_fields(
         posted.kind, posted.idempotency_key, posted.reference, posted.memo, posted.reverses_id
     ) | {"postings": [[x.account_id, str(x.amount), x.currency] for x in posted.lines]}

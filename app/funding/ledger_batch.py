@@ -8,10 +8,11 @@ Here the postings waiting at the same moment go to the database together, as one
 (`funding_post_batch()`, migrations/funding/funding_0013) and one commit: each is still its own
 ledger transaction with its own key, checks, refusal and audit row. Nobody waits for a batch to
 fill: a posting goes as soon as a connection is free, with whatever arrived while the ones before
-were in flight (a posting alone goes as the one-posting statement, `funding_post[_audited]()`).
+were in flight (a posting alone is a batch of one). A posting inside a caller's transaction goes
+through the same statement (`post_in_transaction`), so the rules of a posting are written once.
 
-What a caller sees does not change: the rows `funding_post()` answers for its posting, once they
-are durable. A refusal of one posting is that posting's answer only. If the statement fails as a
+What a caller sees does not change: the rows `funding_post_batch()` answers for its posting, once
+they are durable. A refusal of one posting is that posting's answer only. If the statement fails as a
 whole (it should not: nothing in it raises by design), nothing of it was written, and each posting
 is tried again on its own so that each caller gets its own answer. A lost connection is every
 waiting caller's error, as it would have been alone; their idempotency keys make a retry safe.
@@ -35,14 +36,9 @@ IN_FLIGHT = 2  # statements at once: one's Python and commit overlap the other's
 _BATCH_SQL = (
     "SELECT * FROM funding_post_batch($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
     "$7::bigint[], $8::boolean[], $9::int[], $10::int[], $11::int[], $12::numeric[], $13::boolean[], $14, "
-    "$15::text[], $16::text[], $17::text[], $18::bytea[], $19::text[], true)"
+    "$15::text[], $16::text[], $17::text[], $18::bytea[], $19::text[], $20)"
 )
-_ONE_SQL = "SELECT * FROM funding_post($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10)"
-_ONE_AUDITED_SQL = (
-    "SELECT * FROM funding_post_audited($1, $2, $3, $4, $5, $6, $7, $8::int[], $9::numeric[], $10, "
-    "$11, $12, $13, $14::text[], $15::bytea[], $16::text[], true)"
-)
-# After postings that committed early (funding_0012): a transaction with an xid commits
+# After postings that committed early (funding_0013): a transaction with an xid commits
 # synchronously, so this returns once the WAL is on disk up to and past them.
 _DURABLE_SQL = "SELECT pg_current_xact_id()"
 _DONE = ("posted", "replay")
@@ -62,8 +58,9 @@ stats = Stats()
 
 @dataclass
 class Request:
-    """One posting: `funding_post()`'s ten arguments, and with an audit record the pending row and
-    the `after` view cut around its postings (see `funding_post_audited`)."""
+    """One posting: kind, key, fingerprint, reference, memo, created_by, reverses_id, accounts,
+    amounts, holds_ok; with an audit record the pending row and the `after` view cut around its
+    postings (see funding_0013)."""
 
     args: list[Any]
     row: audit.Pending | None = None
@@ -130,7 +127,8 @@ _batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batcher] = weak
 
 
 async def post(request: Request) -> list[Any]:
-    """The rows `funding_post()` answers for this posting, committed and durable (or its refusal)."""
+    """The rows `funding_post_batch()` answers for this posting, committed and durable (or its
+    refusal), posted together with the others waiting at the same moment."""
     loop = asyncio.get_running_loop()
     batcher = _batchers.get(loop)
     if batcher is None:
@@ -138,54 +136,46 @@ async def post(request: Request) -> list[Any]:
     return await batcher.post(request)
 
 
+async def post_in_transaction(conn: Any, request: Request) -> list[Any]:
+    """One posting in the caller's transaction (on its connection): it commits or rolls back with
+    the caller, who holds the audit chain's lock until then."""
+    return list(await conn.fetch(_BATCH_SQL, *_batch_args([request]), False))
+
+
 async def _run(batch: list[Request]) -> list[list[Any] | BaseException]:
     assert DB.pool is not None, "database pool not started"
     async with DB.pool.acquire() as conn:
         stats.statements += 1
         stats.postings += len(batch)
-        if len(batch) == 1:  # alone: the one-posting statement, which costs less than a batch of one
-            return [await _run_one(conn, batch[0])]
         try:
-            rows = await conn.fetch(_BATCH_SQL, *_batch_args(batch))
-        except asyncpg.PostgresError:  # the statement was rolled back whole: each on its own
+            return await _statement(conn, batch)
+        except asyncpg.PostgresError as exc:  # rolled back whole: each on its own, for its own answer
+            if len(batch) == 1:
+                return [exc]
             answers: list[list[Any] | BaseException] = []
             for request in batch:
                 try:
-                    answers.append(await _run_one(conn, request))
-                except asyncpg.PostgresError as exc:
-                    answers.append(exc)
+                    answers += await _statement(conn, [request])
+                except asyncpg.PostgresError as one:
+                    answers.append(one)
             return answers
-        per_item: list[list[Any] | BaseException] = [[] for _ in batch]
-        for row in rows:
-            answer = per_item[row["item"] - 1]
-            assert isinstance(answer, list)
-            answer.append(row)
-        if any(row["outcome"] in _DONE for row in rows):  # durable before any is reported
-            await conn.fetchval(_DURABLE_SQL)
-        return per_item
 
 
-async def _run_one(conn: Any, request: Request) -> list[Any]:
-    if request.row is None:
-        return list(await conn.fetch(_ONE_SQL, *request.args))
-    row, view = request.row, request.view
-    args = [
-        *request.args,
-        audit.LOCK_KEY,
-        row.action,
-        row.subject_type,
-        list(row.actor),
-        list(row.parts),
-        view,
-    ]
-    rows = list(await conn.fetch(_ONE_AUDITED_SQL, *args))
-    if rows[0]["outcome"] in _DONE:
+async def _statement(conn: Any, batch: list[Request]) -> list[list[Any] | BaseException]:
+    """The batch as its own transaction, committed early, answered once durable."""
+    rows = await conn.fetch(_BATCH_SQL, *_batch_args(batch), True)
+    per_item: list[list[Any] | BaseException] = [[] for _ in batch]
+    for row in rows:
+        answer = per_item[row["item"] - 1]
+        assert isinstance(answer, list)
+        answer.append(row)
+    if any(row["outcome"] in _DONE for row in rows):  # durable before any is reported
         await conn.fetchval(_DURABLE_SQL)
-    return rows
+    return per_item
 
 
 def _batch_args(batch: list[Request]) -> list[Any]:
-    columns: list[list[Any]] = [[] for _ in range(8)]  # kind … holds_ok: funding_post's scalar arguments
+    columns: list[list[Any]] = [[] for _ in range(8)]  # kind … holds_ok: a posting's scalar arguments
     first: list[int] = []
     count: list[int] = []
     accounts: list[int] = []

@@ -11,7 +11,12 @@ viewer, through `app.funding.history` — a stray or foreign event renders nothi
 
 For the client: the movement's row is replaced by its id (`movement-deposit-12`), and the history
 list asks for itself again (a new movement, or one that now falls in or out of the filter shown),
-with the filters and page the client has open. The balances block is replaced on `funding.wallet`.
+with the filters and page the client has open. The balances block is replaced on `funding.wallet`,
+and a transfer's status card (`transfer-12`, its result page) on `funding.transfer`.
+
+Finance: services also publish on `staff:finance`. A page of finance's desk watches it
+(`/live?watch=finance:desk`, granted to those who decide on transfers); on the transfers page the
+queue of client → client transfers and the transfers in flight are replaced when one changes.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from app.core.auth.principal import Principal
 from app.core.errors import NotFound
 from app.core.live import Event, render_template, renderer
 from app.core.live_socket import csrf_token, watcher
-from app.funding import history
+from app.funding import client_transfers, history, transfer_views
 
 _ID_KEYS = {"deposit": "deposit_id", "withdrawal": "withdrawal_id", "transfer": "transfer_id"}
 
@@ -42,6 +47,15 @@ async def watch_wallet(viewer: Principal, ref: str) -> str | None:
     except NotFound:
         return None
     return f"client:{int(ref)}"
+
+
+FINANCE_TOPIC = "staff:finance"
+
+
+@watcher("finance")
+async def watch_finance(viewer: Principal, ref: str) -> str | None:
+    """Finance's desk: only staff who decide on finance's queues hear it."""
+    return FINANCE_TOPIC if ref == "desk" and client_transfers.may_decide(viewer) else None
 
 
 def _topic_client(event: Event) -> int | None:
@@ -98,7 +112,14 @@ async def withdrawal_changed(viewer: Principal, event: Event) -> str | None:
 
 @renderer("funding.transfer")
 async def transfer_changed(viewer: Principal, event: Event) -> str | None:
-    return await _movement_changed(viewer, event, "transfer")
+    if event.topic == FINANCE_TOPIC:
+        return await transfer_views.live_queue(viewer) if viewer.is_staff else None
+    html = await _movement_changed(viewer, event, "transfer")
+    transfer_id = _movement_id(event, "transfer")
+    if html is None or not viewer.is_client or transfer_id is None:
+        return html
+    card = await transfer_views.live_status(viewer, transfer_id)
+    return html + (card or "")
 
 
 @renderer("funding.wallet")

@@ -23,7 +23,7 @@ from app.core.auth.guards import allowed
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
-from app.funding.amounts import MINOR_UNITS
+from app.funding.amounts import MINOR_UNITS, format_amount
 from app.funding.tables import PaymentMethod
 from app.kyc.levels import rights_for
 
@@ -170,6 +170,12 @@ def parse(form: dict[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
 def currency_of(method: dict[str, Any]) -> str:
     """The method's own currency: its limits and fixed fees are amounts in it."""
     return str(method["currencies"]).split(",")[0]
+
+
+def limits_text(method: dict[str, Any]) -> str:
+    """The method's limits per deposit as people read them: `10.00 USD – 5,000.00 USD`."""
+    own = currency_of(method)
+    return f"{format_amount(method['min_amount'], own)} – {format_amount(method['max_amount'], own)}"
 
 
 def fees_for(method: dict[str, Any], amount: Decimal) -> dict[str, Decimal]:

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 ExternalCheck = Callable[[], Awaitable[list[dict[str, Any]]]]
 _external: dict[str, ExternalCheck] = {}
-LIMIT = 1000  # differences listed per check; a run with more says how many it left out
+LIMIT = 1000  # differences listed per check (the first by id); a run never holds more per check
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ made must be a paid withdrawal of the same amount, and each paid withdrawal a pa
 Movements still settling (a webhook not yet arrived, a payout being confirmed) are listed as *in
 flight*, not as differences. Nothing is changed: finance decides.
 
-Bank wire has no provider records to ask (the bank statement import is its reconciliation), so a
-provider whose `list_payments` returns nothing simply contributes nothing.
+Bank wire's record of payments is the imported bank statement (its matched lines). Its payouts
+have no record but finance's own confirmation (the bank's reference, `payouts.confirm_payout`), so
+they are not compared: every paid wire withdrawal would otherwise be listed as never sent.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from decimal import Decimal
 from typing import Any
 
 from app.core import db
-from app.funding.providers import base
+from app.funding.providers import base, wire
 from app.funding.reconcile import LIMIT, external_check
 
 log = logging.getLogger(__name__)
 
 WINDOW = timedelta(days=3)  # what a daily run looks back over (overlapping runs, nothing missed)
 SETTLING = timedelta(minutes=15)  # younger than this, a one-sided record is in flight
+NO_PAYOUT_RECORDS = frozenset({wire.KEY})  # providers whose payouts only finance's confirmation records
 
 
 def _row(
@@ -197,7 +199,8 @@ async def check_providers() -> list[dict[str, Any]]:
             continue
         try:
             found += await compare_payments(provider, now)
-            found += await compare_payouts(provider, now)
+            if provider.key not in NO_PAYOUT_RECORDS:
+                found += await compare_payouts(provider, now)
         except base.ProviderError as exc:
             unreachable.append(f"{provider.key} ({exc.message})")
         except OSError as exc:

@@ -26,6 +26,7 @@ from app.funding.amounts import MINOR_UNITS
 PAGE_SIZE = 25
 INLINE_POSTINGS = 200_000  # above this a button press goes to the worker (≈ 60 s per million)
 STALE_MINUTES = 90  # a run "running" for longer than this died with its process
+JOB_TIMEOUT = 3600  # seconds; the worker's default (10 s) would kill any book too large to run inline
 LEDGER_CHECKS = ("balance", "holds", "unbalanced")
 STATUS_BADGES = {
     "ok": "badge-green",
@@ -39,18 +40,14 @@ STATUS_LABELS = {
     "failed": "Failed",
     "running": "Running",
 }
-_KNOWN = {"check", "currency", "expected", "found", "account_id", "transaction_id", "detail"}
+_KNOWN = {"check", "currency", "expected", "found", "account_id", "transaction_id", "detail", "in_flight"}
 
 _inline = asyncio.Lock()  # one inline run per process at a time
 
 
-class NotFinance(PermissionError):
-    pass
-
-
 def _require_finance(p: Principal) -> None:
     if not allowed(p, "finance"):
-        raise NotFinance("Reconciliation is for finance.")
+        raise PermissionError("Reconciliation is for finance.")
 
 
 def _differences(raw: Any) -> list[dict[str, Any]]:
@@ -59,20 +56,18 @@ def _differences(raw: Any) -> list[dict[str, Any]]:
 
 
 def _decorate_run(row: dict[str, Any]) -> dict[str, Any]:
-    found = _differences(row.pop("differences", []))
-    row["difference_count"] = len(found)
-    row["checks"] = sorted({str(d.get("check", "")) for d in found})
     stale = row["status"] == "running" and row.get("stale")
     row["status_label"] = "Interrupted" if stale else STATUS_LABELS.get(row["status"], row["status"])
     row["badge"] = "badge-grey" if stale else STATUS_BADGES.get(row["status"], "badge-grey")
     row["in_progress"] = row["status"] == "running" and not stale
-    row["differences_list"] = found
     return row
 
 
+# The list counts differences in SQL: a run may hold thousands, and the list polls while one runs.
 _RUN_COLUMNS = (
-    "id, started_at, finished_at, status, accounts_checked, postings_checked, differences, triggered_by, "
-    f"error, (status = 'running' AND started_at < now() - interval '{STALE_MINUTES} minutes') AS stale"
+    "id, started_at, finished_at, status, accounts_checked, postings_checked, triggered_by, error, "
+    "coalesce(jsonb_array_length(differences), 0) AS difference_count, "
+    f"(status = 'running' AND started_at < now() - interval '{STALE_MINUTES} minutes') AS stale"
 )
 
 
@@ -136,6 +131,7 @@ class DifferenceView:
     found: str
     detail: str
     other: str  # whatever else an external check reported (login, ids …)
+    in_flight: bool = False  # money still settling: listed, but not a difference (the run stays "ok")
 
 
 async def get_run(p: Principal, run_id: int, *, check: str = "") -> dict[str, Any]:
@@ -143,11 +139,14 @@ async def get_run(p: Principal, run_id: int, *, check: str = "") -> dict[str, An
     _require_finance(p)
     if not 0 < run_id < 2**31:
         raise NotFound("reconciliation run")
-    row = await db.fetchrow(f"SELECT {_RUN_COLUMNS} FROM funding_reconciliation_runs WHERE id = $1", run_id)
+    row = await db.fetchrow(
+        f"SELECT {_RUN_COLUMNS}, differences FROM funding_reconciliation_runs WHERE id = $1", run_id
+    )
     if row is None:
         raise NotFound("reconciliation run")
     run = _decorate_run(dict(row))
-    found = run.pop("differences_list")
+    found = _differences(run.pop("differences"))
+    run["checks"] = sorted({str(d.get("check", "")) for d in found})
     ledger_ids = {
         int(d["account_id"])
         for d in found
@@ -177,6 +176,7 @@ async def get_run(p: Principal, run_id: int, *, check: str = "") -> dict[str, An
                 found=_amount(d.get("found", ""), currency),
                 detail=str(d.get("detail", "")),
                 other=", ".join(f"{k}: {v}" for k, v in sorted(d.items()) if k not in _KNOWN),
+                in_flight=bool(d.get("in_flight")),
             )
         )
     return {"run": run, "differences": differences, "check": check if check in run["checks"] else ""}
@@ -186,6 +186,7 @@ async def get_run(p: Principal, run_id: int, *, check: str = "") -> dict[str, An
 class RunNow:
     state: str  # done | queued | running (one is already going)
     run_id: int | None = None
+    newest_before: int = 0  # queued: the newest run when it was queued (the list waits for a newer one)
 
 
 async def _running_run() -> int | None:
@@ -212,6 +213,7 @@ async def run_now(p: Principal, actor: Actor) -> RunNow:
     if await _book_is_small() or jobs.get_queue() is None:
         async with _inline:
             return RunNow("done", await reconcile.run_reconciliation(actor))
+    newest = await db.fetchrow("SELECT coalesce(max(id), 0) AS id FROM funding_reconciliation_runs")
     async with db.transaction():
         await audit.record(
             actor,
@@ -224,7 +226,8 @@ async def run_now(p: Principal, actor: Actor) -> RunNow:
             "funding_reconcile_now",
             key="funding_reconcile_now",
             retries=1,
+            timeout=JOB_TIMEOUT,
             requested_by=actor.label or actor.kind,
             requested_by_id=actor.id or "",
         )
-    return RunNow("queued")
+    return RunNow("queued", newest_before=int(newest["id"]) if newest else 0)

@@ -19,7 +19,6 @@ no longer open (or already paid, waiting for an exchange rate) cannot be settled
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -30,8 +29,8 @@ from app.core.auth.guards import allowed
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.funding import deposits, finance_queue, history, withdrawals
-from app.funding.amounts import LedgerError, check_amount
-from app.funding.withdrawal_checks import blocking, destinations_for, prechecks, sources_for
+from app.funding.amounts import LedgerError, check_amount, format_amount
+from app.funding.withdrawal_checks import sources_for
 
 ROLES = ("finance",)  # besides admin, for both actions
 SETTLE_KINDS = ("card", "ewallet")
@@ -72,6 +71,8 @@ async def panel_actions(p: Principal, client_id: int) -> dict[str, Any]:
             list(deposits.OPEN),
             list(SETTLE_KINDS),
         )
+        for d in stuck:
+            d["amount_text"] = format_amount(d["amount"], d["currency"])
     return {"client": client, "may_act": may_act(p), "stuck_deposits": stuck}
 
 
@@ -86,35 +87,9 @@ async def _client_for(p: Principal, client_id: int) -> dict[str, Any]:
 async def withdraw_form(
     p: Principal, client_id: int, values: Mapping[str, str], **extra: Any
 ) -> dict[str, Any]:
-    """The form with the client's sources and destinations and the pre-checks for what is typed."""
+    """The client's withdrawal form (`withdrawals.form_context`), for staff who may act."""
     client = await _client_for(p, client_id)
-    sources = await sources_for(client_id)
-    chosen = next((s for s in sources if s["value"] == values.get("source")), sources[0] if sources else None)
-    currency = chosen["currency"] if chosen else "USD"
-    kind, _, ident = (chosen["value"] if chosen else "wallet:USD").partition(":")
-    destinations = await destinations_for(client_id, currency)
-    kept = {**values, "source": chosen["value"] if chosen else ""}
-    if kept.get("destination") not in {d["key"] for d in destinations}:
-        kept["destination"] = destinations[0]["key"] if destinations else ""
-    checks = []
-    if chosen:
-        checks = await prechecks(
-            client_id, source=kind, trading_account_id=int(ident) if kind == "account" else None,
-            amount=kept.get("amount", ""), currency=currency, destination=kept["destination"],
-        )  # fmt: skip
-    return {
-        "client": client,
-        "sources": sources,
-        "destinations": destinations,
-        "currency": currency,
-        "values": kept,
-        "checks": checks,
-        "blocked": bool(blocking(checks)) or not chosen,
-        "idempotency_key": kept.get("idempotency_key") or uuid.uuid4().hex,
-        "errors": {},
-        "recent": await withdrawals.recent_for_client(client_id),
-        **extra,
-    }
+    return {"client": client, **await withdrawals.form_context(client_id, values), **extra}
 
 
 async def withdraw_on_behalf(
@@ -155,8 +130,14 @@ async def deposit_screen(p: Principal, deposit_id: int) -> dict[str, Any]:
     method = None
     if row["method_id"] is not None:
         method = await db.fetchrow("SELECT name FROM funding_payment_methods WHERE id = $1", row["method_id"])
+    credited = row["credited_amount"]
     return {
         "d": row,
+        "amount_text": format_amount(row["amount"], row["currency"]),
+        "requested_text": format_amount(row["requested_amount"], row["currency"])
+        if row["requested_amount"]
+        else "",
+        "credited_text": "" if credited is None else format_amount(credited, row["credit_currency"]),
         "method_name": method["name"] if method else row["kind"],
         "refusal": _settle_refusal(row),
         "panel": await finance_queue.client_panel(row["client_id"]),

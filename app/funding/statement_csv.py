@@ -50,7 +50,6 @@ HEADERS: dict[str, tuple[str, ...]] = {
         "curr",
         "currencycode",
         "wahrung",
-        "wahrung",
         "waehrung",
         "devise",
     ),

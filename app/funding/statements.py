@@ -389,14 +389,6 @@ async def recent_imports(limit: int = 20) -> list[dict[str, Any]]:
     )
 
 
-async def get_import(p: Principal, import_id: int) -> dict[str, Any]:
-    _require_finance(p)
-    row = await db.fetchrow("SELECT * FROM funding_statement_imports WHERE id = $1", import_id)
-    if row is None:
-        raise NotFound("statement import")
-    return row
-
-
 async def lines(
     *, status: str = "unmatched", import_id: int | None = None, limit: int = 200
 ) -> list[dict[str, Any]]:

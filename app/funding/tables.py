@@ -1,5 +1,7 @@
-"""The double-entry ledger: accounts, transactions, their postings, withdrawal holds and the
-reconciliation runs finance reads.
+"""Funding's tables: the double-entry ledger (accounts, transactions, postings, withdrawal holds),
+then the business rows that move money through it (deposits, withdrawals and their approvals,
+transfers, webhook events, bank statements, chain transactions, API idempotency keys) and finance's
+settings (payment methods, policy, FX rates) and reconciliation runs.
 
 Sign convention: a posting's `amount` is positive for a debit and negative for a credit, so the
 postings of a transaction sum to zero per currency. An account's cached `balance` is kept on its
@@ -329,8 +331,8 @@ class IdempotentRequest(Table, tablename="funding_idempotent_requests"):
     fingerprint = Varchar(length=64)
     method_path = Varchar(length=300)
     status_code = SmallInt(null=True, default=None)
-    response = JSONB(default={})
-    created_at = Timestamptz()
+    response = JSONB(default={})  # {"body": exact JSON text, "headers": {...}} once stored
+    created_at = Timestamptz()  # when claimed; reset when an abandoned claim is taken over (the lease)
 
 
 class StatementImport(Table, tablename="funding_statement_imports"):

@@ -6,7 +6,8 @@ operation's id as idempotency key means a re-run of that step never books it twi
 Client money moves on the trading account's ledger account against the broker's side: a charge is
 fee income, a correction or bonus is held in suspense until finance classifies it. MT5 *credit*
 (type 3) is not booked: it is the broker's money lent as margin, which the client cannot withdraw.
-Funding's own transfers (wallet ↔ account) post before they send and do not come through here.
+Funding's own movements (`transfer:` and `withdrawal:` references) are booked by their own modules
+through `operation_hooks`, in the same settling transaction, and do not come through here.
 """
 
 from __future__ import annotations

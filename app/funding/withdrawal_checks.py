@@ -174,12 +174,13 @@ async def _open_questionnaire(client_id: int) -> Check:
 
 
 def parse_amount(typed: Any) -> Any:
-    """An amount as a person typed it ("1,250.50"), or LedgerError; Decimals pass through."""
+    """An amount as a person typed it ("1,250.50"), or LedgerError; Decimals pass through (the JSON
+    API's). Withdrawal and transfer forms both read their amount with it."""
     if not isinstance(typed, str):
         return typed
     text = typed.strip().replace(",", "").replace(" ", "")
     if not text:
-        raise LedgerError("Enter the amount to withdraw.")
+        raise LedgerError("Enter the amount.")
     try:
         return Decimal(text)
     except InvalidOperation:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -27,9 +29,9 @@ from app.core.audit import Actor
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors, NotFound
 from app.funding import holds, ledger
-from app.funding.amounts import InsufficientFunds, check_amount, currency_code
+from app.funding.amounts import InsufficientFunds, check_amount, currency_code, format_amount
 from app.funding.policy import approvals_required
-from app.funding.withdrawal_checks import blocking, destinations_for, parse_amount, prechecks
+from app.funding.withdrawal_checks import blocking, destinations_for, parse_amount, prechecks, sources_for
 
 OPEN = ("moving", "requested", "approved", "paying")
 STATUS_LABELS = {
@@ -80,6 +82,8 @@ def decorate(row: dict[str, Any]) -> dict[str, Any]:
         if isinstance(row.get(name), str):
             row[name] = json.loads(row[name])
     row["status_label"] = STATUS_LABELS.get(row["status"], row["status"])
+    row["amount_text"] = format_amount(row["amount"], row["currency"])
+    row["requested_text"] = format_amount(row["requested_amount"], row["currency"])
     row["client_name"] = f"{row.get('first_name', '')} {row.get('last_name', '')}".strip()
     return row
 
@@ -111,6 +115,7 @@ async def recent_for_client(client_id: int, limit: int = 10) -> list[dict[str, A
     )
     for r in rows:
         r["status_label"] = STATUS_LABELS.get(r["status"], r["status"])
+        r["amount_text"] = format_amount(r["amount"], r["currency"])
     return rows
 
 
@@ -134,6 +139,36 @@ def view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- requesting -------------------------------------------------------------------------------
+
+
+async def form_context(client_id: int, values: Mapping[str, str]) -> dict[str, Any]:
+    """The withdrawal form, the client's own or staff's on their behalf: the sources, the
+    destinations in the chosen source's currency and the pre-checks of what is typed so far."""
+    sources = await sources_for(client_id)
+    chosen = next((s for s in sources if s["value"] == values.get("source")), sources[0] if sources else None)
+    currency = chosen["currency"] if chosen else "USD"
+    kind, _, ident = (chosen["value"] if chosen else "wallet:USD").partition(":")
+    destinations = await destinations_for(client_id, currency)
+    kept = {**values, "source": chosen["value"] if chosen else ""}
+    if kept.get("destination") not in {d["key"] for d in destinations}:
+        kept["destination"] = destinations[0]["key"] if destinations else ""
+    checks = []
+    if chosen:
+        checks = await prechecks(
+            client_id, source=kind, trading_account_id=int(ident) if kind == "account" else None,
+            amount=kept.get("amount", ""), currency=currency, destination=kept["destination"],
+        )  # fmt: skip
+    return {
+        "sources": sources,
+        "destinations": destinations,
+        "currency": currency,
+        "values": kept,
+        "checks": checks,
+        "blocked": bool(blocking(checks)) or not chosen,
+        "idempotency_key": kept.get("idempotency_key") or uuid.uuid4().hex,
+        "errors": {},
+        "recent": await recent_for_client(client_id),
+    }
 
 
 async def request_withdrawal(

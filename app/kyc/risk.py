@@ -13,7 +13,7 @@ and a sanctions hit (a confirmed match, or a case still open). The factors:
 - PEP: the profile's `pep` flag, set by compliance;
 - sanctions: `app.screening` (a standing block or an open case → high);
 - source of funds: the declared value, rated in the editable list of sources;
-- deposit volume: `deposit_volume`, which the funding issue will feed (0 until then).
+- deposit volume: `deposit_volume`, the client's completed deposits in USD (funding's figure).
 
 `reassess(client_id, actor, reason)` stores the result on the profile (`risk` is the level, the
 column the review queue's risk filter reads) and is called by every service that changes an

@@ -101,7 +101,9 @@ async def leads_write_guard(connection: ASGIConnection, _: BaseRouteHandler) -> 
     connection.state.api_key = await authenticate(connection.headers.get("x-api-key"), "leads:write")
 
 
-def _error(description: str, code: str, detail: str, fields: dict[str, str] | None = None) -> ResponseSpec:
+def error_spec(
+    description: str, code: str, detail: str, fields: dict[str, str] | None = None
+) -> ResponseSpec:
     return ResponseSpec(
         data_container=ApiError,
         description=description,
@@ -126,27 +128,27 @@ class LeadsApi(Controller):
         exception_handlers={ApiKeyError: on_key_error, ClientException: on_bad_body},
         responses={
             200: ResponseSpec(data_container=LeadAccepted, description="Merged into an existing record"),
-            400: _error(
+            400: error_spec(
                 "Malformed JSON or an unknown field",
                 "unknown_field",
                 "Unknown field 'fax'.",
                 {"fax": "Unknown field."},
             ),
-            401: _error(
+            401: error_spec(
                 "Missing, unknown or revoked API key", "invalid_api_key", "This API key is not valid."
             ),
-            403: _error(
+            403: error_spec(
                 "The key lacks the leads:write scope",
                 "insufficient_scope",
                 "This API key may not be used for leads:write.",
             ),
-            422: _error(
+            422: error_spec(
                 "Invalid field values",
                 "invalid_fields",
                 "Some fields are missing or invalid.",
                 {"phone": "Enter a valid phone number."},
             ),
-            429: _error(
+            429: error_spec(
                 "Over the key's per-minute limit (see Retry-After)", "rate_limited", "Try again shortly."
             ),
         },

@@ -1,26 +1,38 @@
-"""`funding_post_batch()`: many independent ledger transactions, each with its audit row, in one
-statement and one commit (`app.funding.ledger_batch`).
+"""`funding_post_batch()`: the ledger's one statement for postings (`app.funding.ledger`,
+`app.funding.ledger_batch`): one or many independent ledger transactions, each with its audit row
+when asked, in a caller's transaction or as a transaction of its own. It replaced `funding_post()`
+(funding_0002) and `funding_post_audited()` (funding_0012), which funding_0015 drops, so the rules
+of a posting are written once.
 
 A transfer that is its own transaction pays, besides its own work, for a statement, a commit and
 the audit chain's lock; when many arrive at once (one worker serving many requests), the batcher
 gathers those waiting and posts them here together: group commit, as PostgreSQL itself does for
 the WAL. Each item is still its own ledger transaction with its own idempotency key, its own
-checks and its own audit row; a refused item (insufficient funds, a replayed or conflicting key,
-an unknown account …) is a result row for that item, as with `funding_post()`, and does not stop
-the others. Should the statement fail as a whole (it should not: every check a deferred trigger
-makes was made first), nothing of it is written and the batcher posts each item on its own.
+checks and its own audit row; a refused item (unknown account, a hold account without
+`p_holds_ok`, too many decimals, unbalanced, insufficient funds, a replayed or conflicting key) is
+a result row for that item and does not stop the others, nor spoil a caller's transaction. Should
+the statement fail as a whole (only when another connection committed one of its keys after they
+were read), nothing of it is written and the batcher posts each item on its own.
 
 Locks: every account of every item is locked first, in id order, so a batch and any other posting
 queue instead of deadlocking, whatever accounts the items share (two items on one wallet simply
-see each other in order). Then the items are posted in the order they arrived, the deferred
-balance checks are run once for all of them, and only then the audit chain's lock is taken for
-the audit rows: as in funding_0012, the chain's lock is held for the end of one statement and its
-commit, and with `p_commit_early` (the batch is its own transaction) not across the disk flush,
-which the caller waits for before it reports any item as done.
+see each other in order). Then the items are checked in the order they arrived against running
+balances, written with one INSERT each for transactions and postings, the deferred balance checks
+are run once for all of them, and only then the audit chain's lock is taken for the audit rows
+(hashed by `audit_hash()`, core_0005). The chain's lock is thus held for the end of one statement
+and its commit; with `p_commit_early` (the statement is its own transaction) not across the disk
+flush either (`synchronous_commit = off` for this transaction only), and the caller waits for the
+flush before it reports any item as done (`SELECT pg_current_xact_id()`: a transaction with an xid
+commits synchronously, flushing the WAL past this one). Whatever read these rows and committed
+after them has its commit record later in the WAL, so the audit chain never points at a lost row;
+what is given up is that, for about a millisecond, a reader may see a posting that a crash would
+still undo and that its caller has not reported yet.
 
 Arguments are flat arrays (PostgreSQL's arrays must be rectangular): per item its fields, and the
 lines of item i at p_accounts[p_first[i] .. p_first[i] + p_count[i] - 1]; p_actor holds five
-values per item, p_canonical five and p_view two, p_action and p_subject_type one (see `funding_post_audited`).
+values per item (kind, id, label, ip, user agent), p_canonical five (the audit row's canonical
+JSON cut around after, occurred_at, seq and subject_id: `app.core.audit.pending`), p_view two (the
+`after` JSON before and after its postings), p_action and p_subject_type one.
 """
 
 from piccolo.apps.migrations.auto.migration_manager import MigrationManager
@@ -182,7 +194,7 @@ BEGIN
   IF NOT (p_audit && ARRAY[true]) THEN
     RETURN;
   END IF;
-  -- the audit rows, chained as audit_append() (core_0004) chains one: same lock, same hash
+  -- the audit rows, chained as audit_append() chains one: same lock, same hash (audit_hash, core_0005)
   PERFORM pg_advisory_xact_lock(p_lock_key);
   SELECT e.seq, e.hash INTO last_seq, prev FROM audit_events e ORDER BY e.seq DESC LIMIT 1;
   IF NOT FOUND THEN
@@ -195,12 +207,10 @@ BEGIN
     v_after := p_view[2 * i - 1] || '[' || v_lines[i] || ']' || p_view[2 * i];
     ts := date_trunc('microseconds', clock_timestamp());
     last_seq := last_seq + 1;
-    digest := encode(sha256(
-      convert_to(prev, 'UTF8') || p_canonical[5 * i - 4] || convert_to(v_after, 'UTF8') || p_canonical[5 * i - 3]
-      || convert_to(to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'), 'UTF8')
-      || p_canonical[5 * i - 2] || convert_to(last_seq::text, 'UTF8')
-      || p_canonical[5 * i - 1] || convert_to(tx_ids[k]::text, 'UTF8') || p_canonical[5 * i]
-    ), 'hex');
+    digest := audit_hash(
+      prev, p_canonical[5 * i - 4] || convert_to(v_after, 'UTF8') || p_canonical[5 * i - 3], ts,
+      p_canonical[5 * i - 2], last_seq, p_canonical[5 * i - 1] || convert_to(tx_ids[k]::text, 'UTF8') || p_canonical[5 * i]
+    );
     e_seq := e_seq || last_seq; e_ts := e_ts || ts; e_item := e_item || i; e_after := e_after || v_after;
     e_prev := e_prev || prev; e_hash := e_hash || digest; e_tx := e_tx || tx_ids[k];
     prev := digest;

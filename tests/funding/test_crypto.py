@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 
-from app.core import db
+from app.core import db, jobs
 from app.core.live import Event
 from app.funding import crypto, crypto_jobs, crypto_suspense
 from app.funding.controllers.crypto import crypto_list_changed
@@ -172,6 +172,11 @@ async def test_finance_reads_the_feed_with_a_button(chain, client, personas) -> 
         r = await post_form(client, "/staff/funding/crypto/poll", {}, page="/staff/funding/crypto", htmx=htmx)
         assert r.status_code == 200 and "Read " in r.text and ("<html" in r.text) != htmx
     assert (await the_deposit())["status"] == "pending"
+
+
+async def test_the_worker_runs_the_chain_poller_every_minute() -> None:
+    jobs.load_job_modules()
+    assert any(c.function is crypto_jobs.funding_crypto_poll and c.cron == "* * * * *" for c in jobs._crons)
 
 
 async def test_the_poll_job_applies_the_feed(chain, personas) -> None:

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 
 from app.core import db
-from app.funding import approvals, withdrawals
+from app.funding import approvals, finance_queue, withdrawals
 from tests.conftest import csrf_token
-from tests.funding.withdraw_support import actor_of, card_deposit, install_provider, officer
+from tests.funding.withdraw_support import actor_of, card_deposit, install_provider, officer, verified_client
 from tests.personas import principal_of, sign_in
 
 HX = {"HX-Request": "true"}
@@ -203,3 +203,32 @@ async def test_paying_out_and_confirming_a_wire_through_the_screen(client, pendi
     done = await client.post(url + "/paid", data={"_csrf_token": token, "bank_reference": "SEPA-123"})
     assert done.status_code == 200 and "Marked as paid" in done.text and "<html" in done.text.lower()
     assert (await withdrawals.get_withdrawal(wid))["status"] == "paid"
+
+
+async def test_a_btc_withdrawal_shows_its_eight_decimals_on_the_queue_and_the_approval_screen(
+    client, personas
+):
+    install_provider()
+    a = await verified_client()
+    await card_deposit(a.id, Decimal("0.5"), currency="BTC")
+    w = await withdrawals.request_withdrawal(
+        actor_of(a),
+        a,
+        source="wallet",
+        amount=Decimal("0.00123456"),
+        currency="BTC",
+        destination="card:tok_4242",
+    )
+    await sign_in(client, personas["finance"])
+    screen = await client.get(f"/staff/funding/withdrawals/{w['id']}")
+    assert screen.status_code == 200 and "0.00123456 BTC" in screen.text
+    queue = await client.get("/staff/funding/queue?currency=BTC", headers=HX)
+    assert f'data-id="{w["id"]}"' in queue.text and "0.00123456 BTC" in queue.text
+
+
+async def test_the_csv_export_pages_through_the_queue_without_losing_or_repeating_a_row(pending):
+    _, made = pending
+    f = finance_queue.parse_filters({"kind": "withdrawals"})
+    text = "".join([chunk async for chunk in finance_queue.export_csv(f, batch=1)])
+    ids = [row["id"] for row in csv.DictReader(io.StringIO(text))]
+    assert ids == [str(w["id"]) for w in made]

@@ -1,4 +1,4 @@
-"""A posting and its audit record are one statement (`funding_post_audited()`) and one
+"""A posting and its audit record are one statement (`funding_post_batch()`) and one
 transaction: neither is ever written without the other, and the rows it writes verify in the same
 hash chain as every other audit record, also when many transfers run at once."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import asyncpg
 import pytest
 
 from app.core import audit, db
@@ -130,12 +131,22 @@ async def test_unaudited_and_audited_postings_share_a_batch_and_only_the_audited
 
 async def test_when_the_statement_fails_whole_each_posting_is_made_on_its_own(database, monkeypatch):
     a, b = await _wallet(D(10)), await _wallet(D(10))
-    monkeypatch.setattr(ledger_batch, "_BATCH_SQL", "SELECT * FROM funding_post_batch_that_does_not_exist()")
+    statement = ledger_batch._statement
+    refused: list[int] = []
+
+    async def batches_fail(conn, batch):  # as when another connection took one of the keys meanwhile
+        if len(batch) > 1:
+            refused.append(len(batch))
+            raise asyncpg.exceptions.SerializationError("a key was taken meanwhile")
+        return await statement(conn, batch)
+
+    monkeypatch.setattr(ledger_batch, "_statement", batches_fail)
     results = await _outcomes(
         ledger.transfer(FINANCE, "transfer", debit=a, credit=b, amount=D(4), idempotency_key=key()),
         ledger.transfer(FINANCE, "transfer", debit=a, credit=b, amount=D(4), idempotency_key=key()),
         ledger.transfer(FINANCE, "transfer", debit=a, credit=b, amount=D(4), idempotency_key=key()),
     )
+    assert refused == [3]  # the three went as one statement, which failed whole
     assert [type(r) for r in results] == [ledger.Posted, ledger.Posted, InsufficientFunds]
     assert await _balance(a) == D(2)
     assert await ledger_totals() == {"unbalanced": 0, "stale": 0, "negative": 0}

@@ -139,6 +139,7 @@ async def test_a_large_book_goes_to_the_worker_and_the_list_waits_for_it(client,
     assert await _runs() == []
     ((function, kwargs),) = queue.sent
     assert function == "funding_reconcile_now" and kwargs["key"] == "funding_reconcile_now"
+    assert kwargs["timeout"] >= 600  # a large book takes minutes; the queue's default would kill it at 10 s
     audit = await db.fetchrow(
         "SELECT actor_id FROM audit_events WHERE action = 'funding.reconciliation.requested'"
     )
@@ -182,3 +183,31 @@ async def test_only_finance_may_see_or_run_reconciliation(client, personas, who)
 async def test_an_unknown_run_is_not_found(client, personas):
     await sign_in(client, personas["finance"])
     assert (await client.get(f"{PAGE}/424242")).status_code == 404
+
+
+async def test_a_run_queued_after_earlier_runs_waits_for_a_newer_one(client, personas, monkeypatch):
+    queue = _Queue()
+    monkeypatch.setattr(jobs, "_queue", queue)
+    earlier = await reconcile.run_reconciliation(principal_of(personas["finance"]).actor())
+    monkeypatch.setattr(reconcile_runs, "INLINE_POSTINGS", -1)
+    await sign_in(client, personas["finance"])
+    r = await post_form(client, f"{PAGE}/run", {}, page=PAGE, htmx=True)
+    assert r.status_code == 200 and "Queued" in r.text and len(queue.sent) == 1
+    assert f'hx-get="{PAGE}?page=1&amp;after={earlier}" hx-trigger="every 2s"' in r.text
+    assert f'id="run-{earlier}"' in r.text and "data-differences>0<" in r.text
+
+
+async def test_money_still_settling_is_marked_in_flight_on_the_run_page(client, personas):
+    run_id = await reconcile.run_reconciliation(principal_of(personas["finance"]).actor())
+    await db.fetch(
+        "UPDATE funding_reconciliation_runs SET differences = {}::jsonb WHERE id = {}",
+        json.dumps([{"check": "mt5", "account_id": 5, "login": 500200, "currency": "USD", "expected": "0",
+                     "found": "10", "in_flight": True, "detail": "operation in flight"}]),
+        run_id,
+    )  # fmt: skip
+    await sign_in(client, personas["finance"])
+    page = await client.get(f"{PAGE}/{run_id}", headers={"HX-Request": "true"})
+    (row,) = page.text.split('<tr class="difference"')[1:]
+    assert "data-in-flight" in row and "in flight</span>" in row and "in_flight" not in row
+    listing = await client.get(PAGE)
+    assert "data-differences>1<" in listing.text and "No differences" in listing.text

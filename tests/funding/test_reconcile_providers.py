@@ -163,3 +163,16 @@ async def test_a_provider_that_cannot_be_asked_fails_the_check_and_the_run_says_
     run_id = await reconcile.run_reconciliation(FINANCE)
     run = await db.fetchrow("SELECT status, error FROM funding_reconciliation_runs WHERE id = $1", run_id)
     assert run is not None and run["status"] == "failed" and "providers" in run["error"]
+
+
+async def test_a_wire_payout_finance_confirmed_is_not_listed_as_never_sent(provider):
+    """Wire payouts have no record but finance's confirmation: there is nothing to compare them with."""
+    client = await verified_client()
+    await db.fetchrow(
+        "INSERT INTO funding_withdrawals (client_id, provider, amount, requested_amount, currency, status, "
+        "payout_reference, created_at, updated_at, paid_at) VALUES ($1, 'wire', 50, 50, 'USD', 'paid', "
+        "'BANKREF1', now() - interval '1 hour', now() - interval '1 hour', now()) RETURNING id",
+        client.id,
+    )
+    assert "wire" in [p.key for p in await reconcile_providers._providers_in_use()]
+    assert await check() == []

@@ -10,8 +10,9 @@ import pytest
 from app.core import live
 from app.core.audit import Actor
 from app.funding import client_transfers, transfer_views, transfers
+from app.funding import live as funding_live
 from tests.funding.transfer_support import client_actor, fund, key, new_client, open_live
-from tests.personas import principal_of
+from tests.personas import principal_of, sign_in
 
 
 @pytest.fixture
@@ -80,3 +81,32 @@ async def test_the_live_fragments_render_only_for_viewers_who_may_see_them(app, 
     assert queue is not None and f'id="transfer-row-{t["id"]}"' in queue
     assert await transfer_views.live_queue(principal_of(personas["sales"])) is None
     assert await transfer_views.live_queue(principal_of(sender)) is None
+
+
+async def test_finance_s_transfers_page_watches_the_desk_and_only_those_who_decide_may(client, personas):
+    finance = principal_of(personas["finance"])
+    assert await funding_live.watch_finance(finance, "desk") == "staff:finance"
+    assert await funding_live.watch_finance(finance, "elsewhere") is None
+    assert await funding_live.watch_finance(principal_of(personas["sales"]), "desk") is None
+    await sign_in(client, personas["finance"])
+    page = await client.get("/staff/funding/transfers")
+    assert page.status_code == 200 and 'ws-connect="/live?watch=finance:desk"' in page.text
+
+
+async def test_a_transfer_event_swaps_in_finance_s_lists_and_the_sender_s_status_card(app, personas):
+    sender, recipient = await new_client(), await new_client(level=1)
+    await fund(sender.id, Decimal(100))
+    t = await client_transfers.request(
+        client_actor(sender.id), sender.id, "USD", Decimal(5), recipient.email, str(recipient.id), key()
+    )
+    ids = {"transfer_id": t["id"], "client_id": sender.id}
+    desk = live.Event("staff:finance", "funding.transfer", ids)
+    lists = await funding_live.transfer_changed(principal_of(personas["finance"]), desk)
+    assert lists is not None and 'id="transfers-staff"' in lists and f'id="transfer-row-{t["id"]}"' in lists
+    assert await funding_live.transfer_changed(principal_of(personas["sales"]), desk) is None
+    assert await funding_live.transfer_changed(principal_of(sender), desk) is None
+    own = live.Event(f"client:{sender.id}", "funding.transfer", ids)
+    html = await funding_live.transfer_changed(principal_of(sender), own)
+    assert html is not None and f'id="movement-transfer-{t["id"]}"' in html
+    assert f'id="transfer-{t["id"]}"' in html and "Awaiting approval" in html
+    assert await funding_live.transfer_changed(principal_of(recipient), own) is None

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from app.core import db
-from app.funding import deposit_events, deposits, webhooks
+from app.core import db, jobs
+from app.funding import deposit_events, deposit_jobs, deposits, webhooks
 from app.settings import get_settings
 from tests.funding import simcard_support as sims
 from tests.funding.deposit_support import SYSTEM, balance, card_method, verified_client
@@ -140,6 +140,14 @@ async def test_a_missed_webhook_is_caught_by_asking_the_provider(app_server, pay
     assert done["status"] == "completed" and done["instrument_key"].startswith("card_")
 
 
+async def test_the_worker_runs_the_deposit_sweeps() -> None:
+    jobs.load_job_modules()
+    scheduled = {c.function: c.cron for c in jobs._crons}
+    assert scheduled[deposit_jobs.funding_webhook_sweep] == "* * * * *"
+    assert scheduled[deposit_jobs.funding_deposit_stale_check] == "* * * * *"
+    assert scheduled[deposit_jobs.funding_deposit_awaiting_rate] == "*/5 * * * *"
+
+
 async def test_a_payment_page_left_unpaid_is_asked_about_and_cancelled_after_a_day(pay_sim):
     fresh, _ = await card_deposit()
     old, _ = await card_deposit()
@@ -245,8 +253,10 @@ async def test_an_event_that_overtook_its_payment_is_processed_by_the_sweep(clie
     assert (await deposits.get_deposit(d["id"]))["status"] == "completed"
 
 
-async def test_a_provider_without_webhooks_has_no_endpoint(client):
+@pytest.mark.parametrize("provider", ["nosuch", "wire", "simchain"])
+async def test_a_provider_without_webhooks_has_no_endpoint(client, provider):
     r = await client.post(
-        "/api/funding/webhooks/nosuch", content=b"{}", headers={"content-type": "application/json"}
+        f"/api/funding/webhooks/{provider}", content=b"{}", headers={"content-type": "application/json"}
     )
     assert r.status_code == 404
+    assert await inbox() == []

@@ -9,12 +9,14 @@ from decimal import Decimal
 import pytest
 
 from app.core import db
+from app.core.errors import NotFound
 from app.core.live import Event
-from app.funding import providers, wire
+from app.funding import deposits, providers, wire
 from app.funding.controllers.wire import wire_changed
 from app.funding.providers.base import PayoutRequest
 from app.kyc.documents import store
 from tests.conftest import csrf_token, post_form
+from tests.funding.deposit_support import card_method
 from tests.funding.wire_support import (
     CLIENT,
     EXE,
@@ -192,8 +194,23 @@ async def test_another_client_cannot_see_the_deposit_or_its_receipt(client, pers
     assert r.status_code == 404
     await sign_in(client, personas["sales"])  # staff outside finance
     assert (await client.get(f"/staff/funding/wire/{row['id']}/receipt")).status_code in (403, 404)
+    with pytest.raises(NotFound):  # the service refuses them too, whatever route asks
+        await wire.receipt_for(principal_of(personas["sales"]), row["id"], CLIENT)
     await sign_in(client, personas["outsider"])
     assert (await client.get(f"/portal/deposit/wire/{row['id']}/receipt")).status_code in (302, 303, 401)
+
+
+async def test_the_wire_list_holds_only_the_clients_own_wire_deposits(personas) -> None:
+    await may_deposit(personas["client_a"], personas["client_b"])
+    method = await wire_method()
+    mine = await pending_wire(personas["client_a"], method)
+    await pending_wire(personas["client_b"], method)
+    card = await deposits.create_deposit(
+        CLIENT, personas["client_a"].id, (await card_method())["id"], Decimal("50.00"), "USD"
+    )
+    listed = await wire.wire_deposits_of(personas["client_a"].id)
+    assert [d["id"] for d in listed] == [mine["id"]] and listed[0]["method_name"] == "Bank wire"
+    assert card["id"] in [d["id"] for d in await deposits.deposits_for_client(personas["client_a"].id)]
 
 
 async def test_the_wire_provider_gives_instructions_and_leaves_payouts_pending(database) -> None:

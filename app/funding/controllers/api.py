@@ -23,8 +23,6 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import ResponseHeader
 from litestar.exceptions import ClientException, NotFoundException, ValidationException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
 from litestar.params import Parameter
 
 from app.core.audit import Actor
@@ -36,7 +34,7 @@ from app.funding.idempotency import IdempotencyError, Reply
 from app.funding.providers.base import ProviderError
 from app.integrations.services import ApiKeyError, AuthenticatedKey, authenticate
 from app.kyc.levels import RightDenied
-from app.leads.api import ApiError, error_response, on_bad_body, on_key_error
+from app.leads.api import error_response, error_spec, on_bad_body, on_key_error
 from app.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -97,37 +95,31 @@ def on_server_error(request: Request, exc: Exception) -> Response:
     return error_response("server_error", 500, "Something went wrong; retry with the same Idempotency-Key.")
 
 
-def _error(description: str, code: str, detail: str, fields: dict[str, str] | None = None) -> ResponseSpec:
-    return ResponseSpec(
-        data_container=ApiError,
-        description=description,
-        examples=[Example(value={"error": code, "detail": detail, "fields": fields or {}})],
-    )
-
-
 _KEY_ERRORS = {
-    401: _error("Missing, unknown or revoked API key", "invalid_api_key", "This API key is not valid."),
-    403: _error(
+    401: error_spec("Missing, unknown or revoked API key", "invalid_api_key", "This API key is not valid."),
+    403: error_spec(
         "The key lacks the scope (or the client lacks the KYC right)",
         "insufficient_scope",
         "This API key may not be used for funding:write.",
     ),
-    404: _error("No such client or record", "not_found", "Client not found."),
-    429: _error("Over the key's per-minute limit (see Retry-After)", "rate_limited", "Try again shortly."),
+    404: error_spec("No such client or record", "not_found", "Client not found."),
+    429: error_spec(
+        "Over the key's per-minute limit (see Retry-After)", "rate_limited", "Try again shortly."
+    ),
 }
 _WRITE_ERRORS = {
     **_KEY_ERRORS,
-    400: _error(
+    400: error_spec(
         "Missing or malformed Idempotency-Key, malformed JSON or an unknown field",
         "idempotency_key_missing",
         "Send a unique Idempotency-Key header (e.g. a UUID) with every request that moves money.",
     ),
-    409: _error(
+    409: error_spec(
         "A request with this Idempotency-Key is still in progress (see Retry-After)",
         "request_in_progress",
         "A request with this Idempotency-Key is still being processed; retry shortly to get its response.",
     ),
-    422: _error(
+    422: error_spec(
         "Invalid values, a refusal (funds, limits), or the Idempotency-Key reused for another request",
         "invalid_fields",
         "Some fields are missing or invalid.",

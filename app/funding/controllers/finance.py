@@ -11,10 +11,9 @@ from litestar.response import Stream, Template
 
 from app.core.auth.guards import requires_roles
 from app.core.errors import FormErrors
-from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
+from app.core.web import actor_of, form_data, principal, redirect, render
 from app.funding import approvals, finance_queue, payouts, policy, withdrawals
-from app.funding.approvals import approver_refusal
-from app.funding.withdrawal_checks import blocking, parse_amount, prechecks
+from app.funding.withdrawal_checks import parse_amount
 from app.staff.navigation import section_guard
 
 FILTER_KEYS = ("kind", "status", "currency", "min", "max", "from", "to", "q")
@@ -22,39 +21,12 @@ CREATED = "Withdrawal created for the client: another finance officer must appro
 
 
 async def _screen(request: Request, withdrawal_id: int, *, status_code: int = 200, **extra: Any) -> Template:
-    p = principal(request)
-    w = await withdrawals.get_withdrawal_for(p, withdrawal_id)
-    done = await withdrawals.approvals_of(withdrawal_id)
-    checks = await prechecks(
-        w["client_id"], source=w["source"], trading_account_id=w["trading_account_id"], amount=w["amount"],
-        currency=w["currency"], destination=_destination_key(w), exclude_withdrawal=w["id"],
-    )  # fmt: skip
-    if w["source"] == "account" or w["status"] != "requested":  # the money is already held: not a blocker now
-        checks = [c for c in checks if c.key not in ("balance", "margin")]
-    context = {
-        "w": w,
-        "approvals": done,
-        "refusal": await approver_refusal(p, w, done),
-        "may_change": w["status"] == "requested" and not done,
-        "checks": checks,
-        "blocked": bool(blocking(checks)),
-        "panel": await finance_queue.client_panel(w["client_id"]),
-        "errors": {},
-        "done": "",
-        "values": {},
-        **extra,
-    }
+    screen = await finance_queue.approval_screen(principal(request), withdrawal_id)
+    context = {"errors": {}, "done": "", "values": {}, **screen, **extra}
     return render(
         request, "funding/finance_withdrawal.html", context, partial="funding/_finance_withdrawal.html",
         status_code=status_code,
     )  # fmt: skip
-
-
-def _destination_key(w: dict[str, Any]) -> str:
-    dest = w["destination"] or {}
-    if dest.get("instrument_key"):
-        return f"card:{dest['instrument_key']}"
-    return f"method:{dest.get('method_id', w['method_id'])}"
 
 
 class FinanceQueue(Controller):
@@ -168,10 +140,10 @@ class FinanceQueue(Controller):
 
 def _policy_page(request: Request, *, status_code: int = 200, **context: Any) -> Template:
     ctx = {"errors": {}, "saved": request.query_params.get("saved") == "1", **context}
-    name = (
-        "funding/_finance_policy_form.html" if is_fragment_request(request) else "funding/finance_policy.html"
-    )
-    return Template(name, context=ctx, status_code=status_code)
+    return render(
+        request, "funding/finance_policy.html", ctx, partial="funding/_finance_policy_form.html",
+        status_code=status_code,
+    )  # fmt: skip
 
 
 PORTAL: tuple[Any, ...] = ()

@@ -1,7 +1,7 @@
 """Portal › Deposit: the methods offered to this client with both fees and the net amount (a live
 preview as the amount is typed), the card/e-wallet form that sends the browser to the provider's
 hosted page, and the deposit's own page the provider sends it back to, whose status follows the
-deposit live: every status change publishes `funding.deposit` on `client:{id}` (`deposits._announce`)
+deposit live: every status change publishes `funding.deposit` on `client:{id}` (`deposits.announce`)
 and the client's socket swaps in the re-rendered card by its id (`deposit-<id>`). While the deposit
 is open the card also asks for itself every 15 s, in case an event fell between the page's load and
 its socket's connection. Bank wire and crypto have their own pages (links)."""
@@ -134,15 +134,21 @@ class PortalDeposits(Controller):
             return redirect(request, f"/portal/deposits/{deposit['id']}")
         return await self._to_provider(request, deposit)
 
-    async def _to_provider(self, request: Request, deposit: dict[str, Any]) -> Response:
+    async def _hosted_page(self, request: Request, deposit: dict[str, Any]) -> str | Template:
+        """The provider's hosted page for a created deposit, or the deposit's page saying why not."""
         p = principal(request)
         return_url = f"{get_settings().base_url}/portal/deposits/{deposit['id']}"
         try:
-            url = await deposit_events.start_card_payment(
+            return await deposit_events.start_card_payment(
                 actor_of(request), deposit, return_url, {"client_id": p.id, "email": p.email, "name": p.name}
             )
         except ProviderError as exc:
             return await self._status(request, deposit["id"], error=exc.message, status_code=502)
+
+    async def _to_provider(self, request: Request, deposit: dict[str, Any]) -> Response:
+        url = await self._hosted_page(request, deposit)
+        if not isinstance(url, str):
+            return url
         if getattr(request, "htmx", None):
             return Response(content="", status_code=200, headers={"HX-Redirect": url})
         # Without JavaScript: our own page with the link (CSP form-action would stop a cross-site redirect).
@@ -172,14 +178,9 @@ class PortalDeposits(Controller):
         d = await deposits.get_deposit_for(principal(request), deposit_id)
         if d["status"] != "created" or d["kind"] not in HOSTED:
             return redirect(request, f"/portal/deposits/{deposit_id}")
-        p = principal(request)
-        return_url = f"{get_settings().base_url}/portal/deposits/{deposit_id}"
-        try:
-            url = await deposit_events.start_card_payment(
-                actor_of(request), d, return_url, {"client_id": p.id, "email": p.email, "name": p.name}
-            )
-        except ProviderError as exc:
-            return await self._status(request, deposit_id, error=exc.message, status_code=502)
+        url = await self._hosted_page(request, d)
+        if not isinstance(url, str):
+            return url
         if getattr(request, "htmx", None):
             return Response(content="", status_code=200, headers={"HX-Redirect": url})
         return await self._status(request, deposit_id, pay_url=url)

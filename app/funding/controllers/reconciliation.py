@@ -51,15 +51,12 @@ class Reconciliation(Controller):
 
     @post("/run")
     async def run_now(self, request: Request) -> Response:
-        p = principal(request)
-        before = await reconcile_runs.list_runs(p, 1)
-        newest = before["runs"][0]["id"] if before["runs"] else 0
-        started = await reconcile_runs.run_now(p, actor_of(request))
+        started = await reconcile_runs.run_now(principal(request), actor_of(request))
         if not is_fragment_request(request):
             if started.state == "done" and started.run_id is not None:
                 return redirect(request, f"{BASE}/{started.run_id}")
             return redirect(request, BASE)
-        return await self._runs(request, 1, after=newest if started.state == "queued" else 0, started=started)
+        return await self._runs(request, 1, after=started.newest_before, started=started)
 
 
 PORTAL: tuple[Any, ...] = ()

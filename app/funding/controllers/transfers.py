@@ -116,7 +116,7 @@ class StaffTransfers(Controller):
             await client_transfers.approve(principal(request), transfer_id, actor_of(request))
         except FormErrors as exc:
             return await self._page(request, status_code=422, errors=exc.errors, error_id=transfer_id)
-        if not getattr(request, "htmx", None):
+        if not is_fragment_request(request):
             return redirect(request, "/staff/funding/transfers")
         return await self._page(request, done=f"Transfer {transfer_id} approved.")
 
@@ -129,7 +129,7 @@ class StaffTransfers(Controller):
             )
         except FormErrors as exc:
             return await self._page(request, status_code=422, errors=exc.errors, error_id=transfer_id)
-        if not getattr(request, "htmx", None):
+        if not is_fragment_request(request):
             return redirect(request, "/staff/funding/transfers")
         return await self._page(request, done=f"Transfer {transfer_id} rejected.")
 

@@ -3,7 +3,6 @@ withdrawal, and cancelling one nobody has approved yet."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from litestar import Controller, Request, Response, get, post
@@ -11,38 +10,12 @@ from litestar.response import Template
 
 from app.core.auth.principal import Principal
 from app.core.errors import FormErrors
-from app.core.web import actor_of, form_data, is_fragment_request, principal, redirect, render
+from app.core.web import actor_of, form_data, principal, redirect, render
 from app.funding import withdrawals
-from app.funding.withdrawal_checks import blocking, destinations_for, prechecks, sources_for
 
 
 async def _context(p: Principal, values: dict[str, str], **extra: Any) -> dict[str, Any]:
-    sources = await sources_for(p.id)
-    chosen = next((s for s in sources if s["value"] == values.get("source")), sources[0] if sources else None)
-    currency = chosen["currency"] if chosen else "USD"
-    kind, _, ident = (chosen["value"] if chosen else "wallet:USD").partition(":")
-    destinations = await destinations_for(p.id, currency)
-    values = {**values, "source": chosen["value"] if chosen else ""}
-    if values.get("destination") not in {d["key"] for d in destinations}:
-        values["destination"] = destinations[0]["key"] if destinations else ""
-    checks = []
-    if chosen:
-        checks = await prechecks(
-            p.id, source=kind, trading_account_id=int(ident) if kind == "account" else None,
-            amount=values.get("amount", ""), currency=currency, destination=values["destination"],
-        )  # fmt: skip
-    return {
-        "sources": sources,
-        "destinations": destinations,
-        "currency": currency,
-        "values": values,
-        "checks": checks,
-        "blocked": bool(blocking(checks)) or not chosen,
-        "idempotency_key": values.get("idempotency_key") or uuid.uuid4().hex,
-        "errors": {},
-        "recent": await withdrawals.recent_for_client(p.id),
-        **extra,
-    }
+    return {**await withdrawals.form_context(p.id, values), **extra}
 
 
 def _query(request: Request) -> dict[str, str]:
@@ -115,8 +88,10 @@ async def _status_page(
         "done": "",
         **extra,
     }
-    name = "funding/_withdrawal_status.html" if is_fragment_request(request) else "funding/withdrawal.html"
-    return Template(name, context=context, status_code=status_code)
+    return render(
+        request, "funding/withdrawal.html", context, partial="funding/_withdrawal_status.html",
+        status_code=status_code,
+    )  # fmt: skip
 
 
 PORTAL: tuple[Any, ...] = (PortalWithdrawals,)  # controllers under /portal (the client portal's guard)

@@ -1,5 +1,5 @@
 """Payment providers behind one interface (`base.PaymentProvider`): the card/e-wallet simulator
-(`simpay`), bank wire (`wire`) and the simulated chain (`simchain`). `get(key)` finds one by the
+(`simcard`), bank wire (`wire`) and the simulated chain (`simchain`). `get(key)` finds one by the
 key a payment method names; tests and the app register configured instances with `register`."""
 
 from app.funding.providers.base import (

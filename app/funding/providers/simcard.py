@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 
-from app.funding.providers import base
 from app.funding.providers.base import (
     PaymentStart,
     PayoutRequest,
@@ -148,15 +147,3 @@ def from_settings() -> SimCardProvider:
 
     pay = get_settings().payments
     return SimCardProvider(pay.sim_url, pay.sim_api_key, pay.webhook_secret)
-
-
-def provider() -> base.PaymentProvider:
-    """The registered `simcard` provider, configured from settings on first use (tests register one
-    pointing at the simulator they started)."""
-    found = base.registered().get(KEY)
-    return found if found is not None else base.register(from_settings())
-
-
-def register_from_settings() -> base.PaymentProvider:
-    """For the application's and the worker's start-up."""
-    return base.register(from_settings())

@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
-from urllib.parse import parse_qsl
 
 TRACKED_CONFIRMATIONS = 100  # after this many a transaction stops appearing in the feed
 MAX_LIMIT = 1000
@@ -328,10 +327,6 @@ def create_app(chain: Chain) -> Any:
         on_shutdown=[chain.stop],
         openapi_config=None,
     )
-
-
-def query_of(raw: str) -> dict[str, str]:
-    return dict(parse_qsl(raw))
 
 
 def main(argv: list[str] | None = None) -> None:
