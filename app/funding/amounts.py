@@ -7,7 +7,8 @@ of 10.005 USD does not exist); an unknown currency is refused, so a typo cannot 
 
 from __future__ import annotations
 
-from decimal import Decimal
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from app.core.errors import FormErrors
@@ -81,6 +82,31 @@ def currency_code(code: Any) -> str:
 
 def minor_units(currency: str) -> int:
     return MINOR_UNITS[currency_code(currency)]
+
+
+# Digits with an optional point; thousands may be grouped by commas or spaces, but only in threes
+# ("1,250.50", "12 000"): "1,5" is a decimal comma, which would silently read as 15 if commas were
+# merely dropped, so it is refused with a word about the point instead.
+_TYPED = re.compile(r"^[+-]?([0-9]{1,3}([, ][0-9]{3})+|[0-9]+)(\.[0-9]+)?$")
+
+
+def parse_typed(text: Any, field: str = "amount") -> Decimal:
+    """An amount as a person typed it in a form, as an exact Decimal, or a LedgerError that says
+    how to write it ("1e3", "NaN", "1,5" and "" are refused). Every funding form reads it here."""
+    raw = str(text if text is not None else "").strip()
+    if not raw:
+        raise LedgerError("Enter an amount.", field=field)
+    if not _TYPED.match(raw):
+        if "," in raw:
+            raise LedgerError(
+                f"Write the amount as a number with a point for decimals, e.g. 100.50 (not {raw[:20]!r}).",
+                field=field,
+            )
+        raise LedgerError(f"Write the amount as a number, e.g. 100.50 (not {raw[:20]!r}).", field=field)
+    try:
+        return Decimal(raw.replace(",", "").replace(" ", ""))
+    except InvalidOperation:
+        raise LedgerError("Write the amount as a number, e.g. 100.50.", field=field) from None
 
 
 def format_amount(amount: Decimal, currency: str) -> str:

@@ -4,31 +4,20 @@
 from __future__ import annotations
 
 import logging
-import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from app.core import db
 from app.funding import fx, payment_methods
-from app.funding.amounts import LedgerError, currency_code, format_amount
+from app.funding.amounts import LedgerError, currency_code, format_amount, parse_typed
 from app.kyc import levels
 
 log = logging.getLogger(__name__)
 
-_NUMBER = re.compile(r"^[+-]?[0-9]+(\.[0-9]+)?$")
-
 
 def parse_amount(text: Any, field: str = "amount") -> Decimal:
-    """What a person typed as an exact Decimal, or a LedgerError ("1e3", "1,5", "" are refused)."""
-    raw = str(text if text is not None else "").strip()
-    if not raw:
-        raise LedgerError("Enter an amount.", field=field)
-    if not _NUMBER.match(raw):
-        raise LedgerError(f"Write the amount as a number, e.g. 100.50 (not {raw[:20]!r}).", field=field)
-    try:
-        return Decimal(raw)
-    except InvalidOperation:
-        raise LedgerError("Write the amount as a number, e.g. 100.50.", field=field) from None
+    """What a person typed as an exact Decimal, or a LedgerError (`amounts.parse_typed`)."""
+    return parse_typed(text, field)
 
 
 async def fees_in(method: dict[str, Any], amount: Decimal, currency: str) -> dict[str, Decimal]:

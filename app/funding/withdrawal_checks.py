@@ -24,13 +24,13 @@ not, whether it blocks and what the client can do about it.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from app.core import db
 from app.core.errors import NotFound
 from app.funding import accounts
-from app.funding.amounts import MINOR_UNITS, LedgerError, check_amount, format_amount
+from app.funding.amounts import MINOR_UNITS, LedgerError, check_amount, format_amount, parse_typed
 from app.funding.balances import wallet_balances
 from app.kyc.levels import RightDenied, require_right
 
@@ -174,17 +174,11 @@ async def _open_questionnaire(client_id: int) -> Check:
 
 
 def parse_amount(typed: Any) -> Any:
-    """An amount as a person typed it ("1,250.50"), or LedgerError; Decimals pass through (the JSON
-    API's). Withdrawal and transfer forms both read their amount with it."""
+    """An amount as a person typed it ("1,250.50"; `amounts.parse_typed`), or LedgerError;
+    Decimals pass through (the JSON API's). Withdrawal and transfer forms both read it here."""
     if not isinstance(typed, str):
         return typed
-    text = typed.strip().replace(",", "").replace(" ", "")
-    if not text:
-        raise LedgerError("Enter the amount.")
-    try:
-        return Decimal(text)
-    except InvalidOperation:
-        raise LedgerError("Enter the amount as a number, e.g. 250.00.") from None
+    return parse_typed(typed)
 
 
 async def prechecks(

@@ -63,6 +63,30 @@ async def test_prechecks_block_more_than_the_available_balance(database):
     assert "balance" in blocked(checks)
 
 
+async def test_a_decimal_comma_blocks_the_withdrawal_instead_of_reading_ten_times_the_amount(database):
+    client = await funded_client(Decimal("500"))
+    checks = await prechecks(client.id, source="wallet", amount="1,5", currency="USD", destination=CARD)
+    assert "amount" in blocked(checks)
+    assert "point for decimals" in next(c.message for c in checks if c.key == "amount")
+    grouped = await prechecks(client.id, source="wallet", amount="1,250.50", currency="USD", destination=CARD)
+    assert "amount" not in blocked(grouped) and "balance" in blocked(grouped)  # read as 1250.50, over 500
+
+
+def test_deposit_and_withdrawal_forms_read_typed_amounts_the_same_way():
+    from app.funding.amounts import LedgerError
+    from app.funding.deposit_checks import parse_amount as deposit_amount
+    from app.funding.withdrawal_checks import parse_amount as withdrawal_amount
+
+    for parse in (deposit_amount, withdrawal_amount):
+        assert parse(" 1,250.50 ") == Decimal("1250.50")
+        assert parse("12 000") == Decimal(12000)
+        assert parse("250") == Decimal(250)
+        for bad, words in (("1,5", "point for decimals"), ("1,25,0", "point for decimals"), ("1e3", "as a number"),
+                           ("NaN", "as a number"), ("", "Enter an amount")):  # fmt: skip
+            with pytest.raises(LedgerError, match=words):
+                parse(bad)
+
+
 async def test_prechecks_block_a_client_without_the_withdrawal_right(database):
     client = await verified_client(level=1)
     await card_deposit(client.id, Decimal("100"))
